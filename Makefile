@@ -1,0 +1,111 @@
+# grok2: one binary, its tests, its fuzzers.
+#   make            build ./grok2 (warnings on; generic code for baseline x86-64 / armv8-a)
+#   make test       build and run every test (Criterion); SAN=1 for ASan+UBSan
+#   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each (clang)
+#   make deps       install the Debian packages the build and the tests need
+#   make demo       synthesize a tiny Grok-2-shaped checkpoint, convert it, inspect it
+
+CC      ?= cc
+ARCH    := $(shell uname -m)
+SAN     ?= 0
+
+ifeq ($(SAN),1)
+  BUILD    ?= build-san
+  OPTFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+  BUILD    ?= build
+  OPTFLAGS := -O2 -g
+endif
+
+ifeq ($(ARCH),x86_64)
+  BASE_ISA := -march=x86-64 -mtune=generic
+  # each ISA's kernel file gets its own flags; dispatch picks one at run time
+  ISA_avx2   := -mavx2 -mfma -mf16c
+  ISA_avx512 := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c
+else ifeq ($(ARCH),aarch64)
+  BASE_ISA := -march=armv8-a
+  ISA_neon := -march=armv8.2-a+dotprod+fp16
+endif
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(OPTFLAGS) $(WARN) $(BASE_ISA) -MMD -MP
+LDLIBS   += -lcjson -lpcre2-8 -lzstd -lm -lpthread
+
+LIB_SRC  := $(wildcard simd/*.c quant/*.c convert/*.c) $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c) tests/harness.c
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+BIN      := $(BUILD)/grok2
+
+all: $(BIN)
+ifeq ($(BUILD),build)
+all: grok2
+grok2: $(BIN)
+	ln -sf $(BIN) grok2
+endif
+
+$(BIN): $(BUILD)/runtime/main.o $(BUILD)/libgrok2.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libgrok2.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/simd/%_avx2.o: simd/%_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_avx2) -c -o $@ $<
+
+$(BUILD)/simd/%_avx512.o: simd/%_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_avx512) -c -o $@ $<
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# ---- tests ------------------------------------------------------------------------------------
+$(BUILD)/grok2-tests: $(TEST_OBJ) $(BUILD)/libgrok2.a
+	$(CC) $(CFLAGS) -o $@ $^ -lcriterion $(LDLIBS)
+
+TEST_JOBS ?= 2
+test: $(BIN) $(BUILD)/grok2-tests
+	@mkdir -p $(BUILD)/test-tmp
+	GROK2_BIN=$(abspath $(BIN)) GROK2_TEST_TMP=$(abspath $(BUILD)/test-tmp) GROK2_ROOT=$(CURDIR) \
+	  ASAN_OPTIONS=detect_leaks=1 $(BUILD)/grok2-tests --jobs $(TEST_JOBS) $(TEST_ARGS)
+
+# ---- fuzzing (clang's libFuzzer) -------------------------------------------------------------
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(filter-out runtime/main.c,$(wildcard simd/*.c quant/*.c))
+build-fuzz/fuzz_gguf: tests/fuzz_gguf.c $(FUZZ_SRC) $(wildcard quant/*.h simd/*.h)
+	@mkdir -p build-fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -o $@ tests/fuzz_gguf.c $(FUZZ_SRC) -lm -lpthread
+
+fuzz: build-fuzz/fuzz_gguf
+	@mkdir -p build-fuzz/corpus-gguf
+	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 build-fuzz/corpus-gguf tests/data/gguf-seeds
+
+# ---- packages ---------------------------------------------------------------------------------
+DEB_PACKAGES := gcc make pkg-config clang libclang-rt-14-dev libcriterion-dev libcjson-dev libpcre2-dev \
+  libsimde-dev libopenblas-dev libdnnl-dev libnuma-dev libzstd-dev libmicrohttpd-dev \
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user python3-numpy
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	  { echo "make deps: FAILED to install:" $$missing >&2; exit 1; }; \
+	fi
+
+demo: $(BIN)
+	./scripts-demo.sh
+
+clean:
+	rm -rf build build-san build-fuzz grok2
+
+.PHONY: all test fuzz deps demo clean
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/runtime/main.d

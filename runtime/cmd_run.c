@@ -1,0 +1,179 @@
+/* `grok2 run`: encode a prompt, prefill it, generate greedily, stream the text, report speed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime.h"
+
+static void run_usage(FILE *out) {
+    fprintf(out,
+            "usage: grok2 run -m MODEL.gguf -p PROMPT [options]\n\n"
+            "Generates a continuation of PROMPT (greedy: the most likely token each step) and streams\n"
+            "it to stdout; prompt and generation speed go to stderr at the end. Stops at <|eos|> or\n"
+            "<|separator|> (ids from the file) or after -n tokens.\n\n"
+            "  -m, --model FILE   GGUF model\n"
+            "  -p, --prompt TEXT  the prompt (special tokens such as <|separator|> are recognised)\n"
+            "  -n N               tokens to generate at most (default 64)\n"
+            "  --temp 0           temperature; only 0 (greedy) until sampling lands\n"
+            "  --ctx N            context positions (default: prompt + n)\n"
+            "  --truncate         drop the start of a prompt that does not fit --ctx, with a warning\n"
+            "  --kv-type T        KV cache type: f16 (default), f32, bf16\n"
+            "  -t, --threads N    threads (default: all cores)\n");
+}
+
+typedef struct {
+    const char *model, *prompt;
+    uint32_t n_predict, n_ctx;
+    bool truncate;
+    grok_context_params ctx;
+} run_options;
+
+static int parse_u32(const char *flag, const char *value, uint32_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(value, &end, 10);
+    if (*end || end == value || errno || v > UINT32_MAX || value[0] == '-') {
+        fprintf(stderr, "grok2 run: %s wants a non-negative integer, got '%s'\n", flag, value);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_run_options(int argc, char **argv, run_options *o) {
+    o->n_predict = 64;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        uint32_t u;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            run_usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--truncate")) {
+            o->truncate = true;
+        } else if (i + 1 >= argc) {
+            fprintf(stderr, "grok2 run: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
+            return -1;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            o->model = argv[++i];
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            o->prompt = argv[++i];
+        } else if (!strcmp(a, "-n")) {
+            if (parse_u32(a, argv[++i], &o->n_predict)) return -1;
+        } else if (!strcmp(a, "--temp")) {
+            char *end;
+            double t = strtod(argv[++i], &end);
+            if (*end || t != 0) {
+                fprintf(stderr, "grok2 run: only --temp 0 (greedy) is supported so far, got '%s'\n", argv[i]);
+                return -1;
+            }
+        } else if (!strcmp(a, "--ctx")) {
+            if (parse_u32(a, argv[++i], &o->n_ctx)) return -1;
+        } else if (!strcmp(a, "--kv-type")) {
+            if (kv_cache_type_parse(argv[++i], &o->ctx.kv_type)) {
+                fprintf(stderr, "grok2 run: --kv-type is f16, f32 or bf16, not '%s'\n", argv[i]);
+                return -1;
+            }
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (parse_u32(a, argv[++i], &u)) return -1;
+            o->ctx.n_threads = (int)u;
+        } else {
+            fprintf(stderr, "grok2 run: unknown option '%s'\n", a);
+            return -1;
+        }
+    }
+    if (!o->model || !o->prompt) {
+        fprintf(stderr, "grok2 run: -m MODEL and -p PROMPT are required\n");
+        return -1;
+    }
+    return 0;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int32_t argmax(const float *x, uint32_t n) {
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return (int32_t)best;
+}
+
+int cmd_run(int argc, char **argv) {
+    run_options o = {0};
+    if (parse_run_options(argc, argv, &o)) {
+        run_usage(stderr);
+        return 2;
+    }
+    g2_error err;
+    int rc = 1;
+    grok_model *model = NULL;
+    tokenizer *tok = NULL;
+    grok_context *ctx = NULL;
+    int32_t *ids = NULL;
+    float *logits = NULL;
+    size_t n_ids = 0;
+    if (grok_model_load(&model, o.model, &err) || tokenizer_from_gguf(&tok, model->file, &err)) goto fail;
+    if (!*o.prompt) {
+        g2_fail(&err, "the prompt is empty: give some text with -p");
+        goto fail;
+    }
+    if (tokenizer_encode(tok, o.prompt, strlen(o.prompt), true, &ids, &n_ids, &err)) goto fail;
+    uint32_t n_ctx = o.n_ctx ? o.n_ctx : (uint32_t)n_ids + o.n_predict;
+    if (n_ctx > model->hp.n_ctx_train) n_ctx = model->hp.n_ctx_train;
+    size_t n_prompt = n_ids, first = 0;
+    if (n_prompt >= n_ctx) {
+        if (!o.truncate) {
+            g2_fail(&err, "the prompt is %zu tokens, the context %u: raise --ctx or pass --truncate", n_prompt, n_ctx);
+            goto fail;
+        }
+        first = n_prompt - (n_ctx - 1); /* keep the end, leave room for one generated token */
+        fprintf(stderr, "grok2 run: warning: prompt of %zu tokens truncated to its last %zu\n", n_prompt,
+                n_prompt - first);
+        n_prompt -= first;
+    }
+    o.ctx.n_ctx = n_ctx;
+    if (grok_context_new(&ctx, model, &o.ctx, &err)) goto fail;
+    uint32_t vocab = model->hp.n_vocab;
+    if (!(logits = malloc(vocab * sizeof(float)))) {
+        g2_fail(&err, "out of memory");
+        goto fail;
+    }
+    int32_t eos = tokenizer_find_special(tok, "<|eos|>"), sep = tokenizer_find_special(tok, "<|separator|>");
+    double t0 = now_seconds();
+    if (grok_eval(ctx, ids + first, (uint32_t)n_prompt, 0, logits, false, &err)) goto fail;
+    double t1 = now_seconds();
+    utf8_stream stream = {0};
+    char text[512];
+    uint32_t pos = (uint32_t)n_prompt, generated = 0;
+    while (generated < o.n_predict && pos < n_ctx) {
+        int32_t next = argmax(logits, vocab);
+        if (next == eos || next == sep) break;
+        size_t len;
+        const uint8_t *piece = tokenizer_piece(tok, next, &len);
+        if (len > sizeof text - 16) len = sizeof text - 16; /* pieces are short; never overflow */
+        fwrite(text, 1, utf8_stream_push(&stream, piece, len, text, sizeof text), stdout);
+        fflush(stdout);
+        generated++;
+        if (generated == o.n_predict || pos + 1 >= n_ctx) break;
+        if (grok_eval(ctx, &next, 1, pos++, logits, false, &err)) goto fail;
+    }
+    fwrite(text, 1, utf8_stream_flush(&stream, text, sizeof text), stdout);
+    putchar('\n');
+    double t2 = now_seconds();
+    fprintf(stderr, "grok2 run: prompt %zu tokens in %.3f s (%.2f tokens/s), generated %u tokens in %.3f s (%.2f tokens/s)\n",
+            n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
+    rc = 0;
+fail:
+    if (rc) fprintf(stderr, "grok2 run: %s\n", err.msg);
+    free(logits);
+    free(ids);
+    grok_context_free(ctx);
+    tokenizer_free(tok);
+    grok_model_free(model);
+    return rc;
+}

@@ -1,0 +1,130 @@
+/* runtime/: everything that runs a converted model: the CLI commands that read GGUF files,
+ * model binding, the forward pass. Never includes convert/ (only runtime/main.c, the CLI
+ * dispatcher, sees both). */
+#ifndef GROK2_RUNTIME_H
+#define GROK2_RUNTIME_H
+
+#include "../quant/quant.h"
+
+/* `grok2 info FILE.gguf [--json] [--bandwidth GBPS]` */
+int cmd_info(int argc, char **argv);
+
+/* ---- thread pool ------------------------------------------------------------------------- */
+/* Created once; run() hands out task indices 0..n_tasks-1 to the workers and the caller and
+ * returns when all are done. Tasks are described by plain structs passed as ctx. */
+typedef struct thread_pool thread_pool;
+typedef void (*pool_task_fn)(void *ctx, int64_t task, int thread);
+thread_pool *thread_pool_new(int n_threads); /* n_threads counts the caller; <= 0: all cores */
+void thread_pool_free(thread_pool *pool);
+int thread_pool_size(const thread_pool *pool);
+void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_tasks);
+
+/* ---- the model ---------------------------------------------------------------------------- */
+
+typedef struct {
+    uint32_t n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_ff_exp, n_expert, n_expert_used, n_vocab;
+    uint32_t n_ctx_train, attn_temperature_len;
+    float rms_eps, rope_theta, embedding_scale, logit_scale;
+    float attn_softcap, router_softcap, final_softcap;
+} grok_hparams;
+
+/* A 2-D weight in its block type, straight from the mapping: rows of cols values. */
+typedef struct {
+    uint32_t type;
+    const uint8_t *data;
+    int64_t rows, cols;
+    size_t row_bytes;
+} weight_matrix;
+
+typedef struct {
+    const float *attn_norm, *attn_output_norm, *ffn_norm, *post_ffw_norm; /* [n_embd] */
+    weight_matrix q, k, v, o;         /* attention */
+    weight_matrix gate, up, down;     /* dense MLP beside the MoE */
+    weight_matrix router;             /* [n_expert rows] */
+    weight_matrix gate_exps, up_exps, down_exps; /* one expert's slab; expert e at data + e * slab */
+    size_t gate_exps_slab, up_exps_slab, down_exps_slab;
+} grok_layer;
+
+typedef struct {
+    gguf_file *file;
+    grok_hparams hp;
+    grok_layer *layers;
+    weight_matrix embedding, output;
+    const float *output_norm;
+    float *norm_storage; /* norms decoded to f32 when the file stores them otherwise */
+    char semantics[1024]; /* how this file's metadata maps to the reference forward pass */
+} grok_model;
+
+/* Map a GGUF file and bind it: hyperparameters from metadata, every tensor's shape and type
+ * checked against them. Files from llama.cpp's converter are recognised and still run with
+ * the reference semantics (see semantics[]). */
+int grok_model_load(grok_model **out, const char *path, g2_error *err);
+int grok_model_bind(grok_model **out, gguf_file *file, g2_error *err); /* takes ownership of file */
+void grok_model_free(grok_model *m);
+
+/* ---- evaluation --------------------------------------------------------------------------- */
+
+typedef enum { KV_F16 = 0, KV_F32 = 1, KV_BF16 = 2 } kv_cache_type;
+
+typedef struct {
+    uint32_t n_ctx;     /* KV positions allocated (0: 4096 or the model's maximum if smaller) */
+    kv_cache_type kv_type;
+    int n_threads;      /* 0: all cores */
+    uint32_t max_batch; /* tokens per forward chunk (0: 64) */
+} grok_context_params;
+
+typedef struct grok_context grok_context;
+int grok_context_new(grok_context **out, const grok_model *m, const grok_context_params *params, g2_error *err);
+void grok_context_free(grok_context *ctx);
+uint32_t grok_context_n_ctx(const grok_context *ctx);
+/* Evaluate n tokens at positions n_past .. n_past+n-1 (positions before n_past must already be
+ * in the KV cache). logits: n_vocab floats for the last token, or for every token when all. */
+int grok_eval(grok_context *ctx, const int32_t *tokens, uint32_t n, uint32_t n_past, float *logits, bool all,
+              g2_error *err);
+const char *kv_cache_type_name(kv_cache_type t);
+int kv_cache_type_parse(const char *name, kv_cache_type *out);
+
+/* `grok2 logits`: the tool for every numerical comparison. */
+int cmd_logits(int argc, char **argv);
+/* `grok2 run`: prompt in, generated text out. */
+int cmd_run(int argc, char **argv);
+
+/* ---- tokenizer (byte-level BPE, tiktoken-exact) ------------------------------------------ */
+/* Encoding: pre-tokenize with the file's regex (default: Grok's V1 pattern) through PCRE2 with
+ * Unicode properties and JIT, then BPE by rank over the bytes of each piece (the adjacent pair
+ * whose merged bytes have the lowest rank merges first, as tiktoken does). */
+typedef struct tokenizer tokenizer;
+
+/* From a GGUF vocabulary (tokenizer.ggml.tokens in the GPT-2 byte-to-unicode alphabet, types,
+ * optional pattern); token id == rank for regular tokens. */
+int tokenizer_from_gguf(tokenizer **out, const gguf_file *f, g2_error *err);
+/* From raw token bytes: n tokens, token i is bytes[i] of lens[i] bytes; is_special[i] marks
+ * special/control tokens (matched as whole strings in text when allowed, never merged).
+ * pattern NULL means the V1 pattern. */
+int tokenizer_new(tokenizer **out, uint32_t n, const uint8_t *const *bytes, const uint32_t *lens,
+                  const bool *is_special, const char *pattern, g2_error *err);
+void tokenizer_free(tokenizer *t);
+
+/* Encode len bytes of text (any bytes: invalid UTF-8 is encoded byte-wise, as tiktoken does
+ * for bytes). allow_special: recognise special tokens' text. *ids is malloc'd. */
+int tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool allow_special, int32_t **ids,
+                     size_t *n_ids, g2_error *err);
+/* The bytes of token id (NULL for an id out of range). */
+const uint8_t *tokenizer_piece(const tokenizer *t, int32_t id, size_t *len);
+uint32_t tokenizer_vocab_size(const tokenizer *t);
+/* Id of a special token by its text ("<|eos|>"), or -1. */
+int32_t tokenizer_find_special(const tokenizer *t, const char *text);
+
+/* Streaming decode: pieces in, complete UTF-8 out; never emits half a multi-byte character
+ * (an invalid sequence is emitted as U+FFFD once it is known to be invalid). */
+typedef struct {
+    uint8_t pending[8];
+    size_t n_pending;
+} utf8_stream;
+/* Appends the printable part of (pending + piece) to out (capacity out_cap, needs
+ * piece_len + 8 + 3 bytes at most); returns bytes written. */
+size_t utf8_stream_push(utf8_stream *s, const uint8_t *piece, size_t piece_len, char *out, size_t out_cap);
+/* Flush what is left at the end of generation (incomplete sequences as U+FFFD). */
+size_t utf8_stream_flush(utf8_stream *s, char *out, size_t out_cap);
+
+#endif
