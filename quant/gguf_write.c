@@ -132,14 +132,14 @@ static int check_collecting(const gguf_writer *w, const char *what, const char *
 /* Insert or replace key with a serialized value (ownership of value passes to the writer,
  * also on failure). general.alignment is the writer's alignment and must be a u32 power of
  * two. */
-static int put_kv(gguf_writer *w, const char *key, bytes *value, g2_error *err) {
+static int put_kv_checked(gguf_writer *w, const char *key, bytes *value, bool check_key, g2_error *err) {
     int rc = -1;
     if (value->oom) {
         rc = g2_fail(err, "gguf writer: out of memory for the value of key %s", key);
         goto fail;
     }
     if (check_collecting(w, "set key", key, err)) goto fail;
-    if (!gguf_key_valid(key, strlen(key))) {
+    if (check_key && !gguf_key_valid(key, strlen(key))) {
         rc = g2_fail(err, "gguf writer: key '%s' is not valid: keys are 1..255 bytes of lower_snake_case [a-z0-9_] "
                           "segments joined by '.'", key);
         goto fail;
@@ -184,6 +184,10 @@ static int put_kv(gguf_writer *w, const char *key, bytes *value, g2_error *err) 
 fail:
     free(value->p);
     return rc;
+}
+
+static int put_kv(gguf_writer *w, const char *key, bytes *value, g2_error *err) {
+    return put_kv_checked(w, key, value, true, err);
 }
 
 static int set_scalar(gguf_writer *w, const char *key, gguf_value_type t, const void *v, g2_error *err) {
@@ -259,13 +263,14 @@ int gguf_writer_copy_kv(gguf_writer *w, const gguf_file *f, int64_t i, g2_error 
     size_t raw_size;
     if (!key.data || gguf_kv_raw_value(f, i, &raw, &raw_size))
         return g2_fail(err, "gguf writer: %s has no kv %" PRId64, gguf_path(f), i);
-    char k[GGUF_MAX_KEY + 1]; /* the reader only accepts valid keys: <= 255 bytes, no NUL */
+    char k[GGUF_MAX_KEY + 1]; /* the reader only accepts readable keys: <= 255 bytes, no NUL */
     memcpy(k, key.data, key.len);
     k[key.len] = 0;
     if (find_kv(w, k) >= 0) return 0;
     bytes b = {0};
     put(&b, raw, raw_size);
-    return put_kv(w, k, &b, err);
+    /* the reader accepted this key (it may use upper case from another tool): keep it as is */
+    return put_kv_checked(w, k, &b, false, err);
 }
 
 int gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment, g2_error *err) {
