@@ -1,4 +1,5 @@
-/* `grok2 run`: encode a prompt, prefill it, generate greedily, stream the text, report speed. */
+/* `grok2 run`: encode a prompt, prefill it, sample a continuation, stream the text, report
+ * speed. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,24 +11,28 @@
 static void run_usage(FILE *out) {
     fprintf(out,
             "usage: grok2 run -m MODEL.gguf -p PROMPT [options]\n\n"
-            "Generates a continuation of PROMPT (greedy: the most likely token each step) and streams\n"
-            "it to stdout; prompt and generation speed go to stderr at the end. Stops at <|eos|> or\n"
-            "<|separator|> (ids from the file) or after -n tokens.\n\n"
-            "  -m, --model FILE   GGUF model\n"
-            "  -p, --prompt TEXT  the prompt (special tokens such as <|separator|> are recognised)\n"
-            "  -n N               tokens to generate at most (default 64)\n"
-            "  --temp 0           temperature; only 0 (greedy) until sampling lands\n"
-            "  --ctx N            context positions (default: prompt + n)\n"
-            "  --truncate         drop the start of a prompt that does not fit --ctx, with a warning\n"
-            "  --kv-type T        KV cache type: f16 (default), f32, bf16\n"
-            "  -t, --threads N    threads (default: all cores)\n");
+            "Generates a continuation of PROMPT and streams it to stdout; prompt and generation\n"
+            "speed go to stderr at the end. Stops at <|eos|> or <|separator|> (ids from the file)\n"
+            "or after -n tokens.\n\n"
+            "  -m, --model FILE     GGUF model\n"
+            "  -p, --prompt TEXT    the prompt\n"
+            "  --chat               wrap the prompt in the chat format (Human: ...  Assistant:)\n"
+            "  --no-special         treat special-token text such as <|separator|> as plain text\n"
+            "  -n N                 tokens to generate at most (default 64)\n"
+            "  --ctx N              context positions (default: prompt + n)\n"
+            "  --truncate           drop the start of a prompt that does not fit --ctx, with a warning\n"
+            "  --kv-type T          KV cache type: f16 (default), f32, bf16\n"
+            "  -t, --threads N      threads (default: all cores)\n"
+            "%s",
+            sampler_flags_help);
 }
 
 typedef struct {
     const char *model, *prompt;
     uint32_t n_predict, n_ctx;
-    bool truncate;
+    bool truncate, chat, no_special;
     grok_context_params ctx;
+    sampler_params sampling;
 } run_options;
 
 static int parse_u32(const char *flag, const char *value, uint32_t *out) {
@@ -44,14 +49,26 @@ static int parse_u32(const char *flag, const char *value, uint32_t *out) {
 
 static int parse_run_options(int argc, char **argv, run_options *o) {
     o->n_predict = 64;
+    o->sampling = sampler_defaults();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         uint32_t u;
+        g2_error err;
+        int sampling_flag = sampler_parse_flag(&o->sampling, argc, argv, &i, &err);
+        if (sampling_flag < 0) {
+            fprintf(stderr, "grok2 run: %s\n", err.msg);
+            return -1;
+        }
+        if (sampling_flag) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             run_usage(stdout);
             exit(0);
         } else if (!strcmp(a, "--truncate")) {
             o->truncate = true;
+        } else if (!strcmp(a, "--chat")) {
+            o->chat = true;
+        } else if (!strcmp(a, "--no-special")) {
+            o->no_special = true;
         } else if (i + 1 >= argc) {
             fprintf(stderr, "grok2 run: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
             return -1;
@@ -61,13 +78,6 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
             o->prompt = argv[++i];
         } else if (!strcmp(a, "-n")) {
             if (parse_u32(a, argv[++i], &o->n_predict)) return -1;
-        } else if (!strcmp(a, "--temp")) {
-            char *end;
-            double t = strtod(argv[++i], &end);
-            if (*end || t != 0) {
-                fprintf(stderr, "grok2 run: only --temp 0 (greedy) is supported so far, got '%s'\n", argv[i]);
-                return -1;
-            }
         } else if (!strcmp(a, "--ctx")) {
             if (parse_u32(a, argv[++i], &o->n_ctx)) return -1;
         } else if (!strcmp(a, "--kv-type")) {
@@ -96,13 +106,6 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int32_t argmax(const float *x, uint32_t n) {
-    uint32_t best = 0;
-    for (uint32_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return (int32_t)best;
-}
-
 int cmd_run(int argc, char **argv) {
     run_options o = {0};
     if (parse_run_options(argc, argv, &o)) {
@@ -114,15 +117,23 @@ int cmd_run(int argc, char **argv) {
     grok_model *model = NULL;
     tokenizer *tok = NULL;
     grok_context *ctx = NULL;
+    sampler *sampling = NULL;
     int32_t *ids = NULL;
     float *logits = NULL;
+    char *prompt = NULL;
     size_t n_ids = 0;
     if (grok_model_load(&model, o.model, &err) || tokenizer_from_gguf(&tok, model->file, &err)) goto fail;
     if (!*o.prompt) {
         g2_fail(&err, "the prompt is empty: give some text with -p");
         goto fail;
     }
-    if (tokenizer_encode(tok, o.prompt, strlen(o.prompt), true, &ids, &n_ids, &err)) goto fail;
+    chat_message message = {CHAT_USER, o.prompt};
+    prompt = o.chat ? chat_format(&message, 1, true) : strdup(o.prompt);
+    if (!prompt) {
+        g2_fail(&err, "out of memory");
+        goto fail;
+    }
+    if (tokenizer_encode(tok, prompt, strlen(prompt), !o.no_special, &ids, &n_ids, &err)) goto fail;
     uint32_t n_ctx = o.n_ctx ? o.n_ctx : (uint32_t)n_ids + o.n_predict;
     if (n_ctx > model->hp.n_ctx_train) n_ctx = model->hp.n_ctx_train;
     size_t n_prompt = n_ids, first = 0;
@@ -139,7 +150,10 @@ int cmd_run(int argc, char **argv) {
     o.ctx.n_ctx = n_ctx;
     if (grok_context_new(&ctx, model, &o.ctx, &err)) goto fail;
     uint32_t vocab = model->hp.n_vocab;
-    if (!(logits = malloc(vocab * sizeof(float)))) {
+    int32_t *grown = realloc(ids, ((size_t)n_ids + o.n_predict + 1) * sizeof *ids); /* room for the history */
+    if (grown) ids = grown;
+    sampling = sampler_new(&o.sampling, vocab);
+    if (!(logits = malloc(vocab * sizeof(float))) || !grown || !sampling) {
         g2_fail(&err, "out of memory");
         goto fail;
     }
@@ -151,7 +165,8 @@ int cmd_run(int argc, char **argv) {
     char text[512];
     uint32_t pos = (uint32_t)n_prompt, generated = 0;
     while (generated < o.n_predict && pos < n_ctx) {
-        int32_t next = argmax(logits, vocab);
+        int32_t next = sampler_sample(sampling, logits, ids + first, n_prompt + generated);
+        ids[first + n_prompt + generated] = next;
         if (next == eos || next == sep) break;
         size_t len;
         const uint8_t *piece = tokenizer_piece(tok, next, &len);
@@ -172,6 +187,8 @@ fail:
     if (rc) fprintf(stderr, "grok2 run: %s\n", err.msg);
     free(logits);
     free(ids);
+    free(prompt);
+    sampler_free(sampling);
     grok_context_free(ctx);
     tokenizer_free(tok);
     grok_model_free(model);

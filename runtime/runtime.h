@@ -84,6 +84,46 @@ int grok_eval(grok_context *ctx, const int32_t *tokens, uint32_t n, uint32_t n_p
 const char *kv_cache_type_name(kv_cache_type t);
 int kv_cache_type_parse(const char *name, kv_cache_type *out);
 
+/* ---- sampling ---------------------------------------------------------------------------- */
+
+typedef struct {
+    float temperature;      /* <= 0: greedy (argmax) */
+    uint32_t top_k;         /* 0: off */
+    float top_p;            /* 1: off */
+    float min_p;            /* 0: off; keeps tokens with p >= min_p * p_max */
+    float repeat_penalty;   /* 1: off; seen tokens' logits divided (positive) or multiplied */
+    float presence_penalty; /* 0: off; subtracted once from every seen token's logit */
+    uint32_t penalty_last_n; /* how much history the penalties look at */
+    uint64_t seed;
+} sampler_params;
+
+/* temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, penalties off, last 64, seed 0 */
+sampler_params sampler_defaults(void);
+
+typedef struct sampler sampler;
+sampler *sampler_new(const sampler_params *params, uint32_t n_vocab);
+void sampler_free(sampler *s);
+/* Picks the next token from logits (modified in place) given the tokens so far. */
+int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history);
+/* Parses the sampling flags shared by run/chat/serve (--temp, --top-k, --top-p, --min-p,
+ * --repeat-penalty, --presence-penalty, --repeat-last-n, --seed) at argv[*i]; returns 1 when it
+ * consumed a flag and its value, 0 when argv[*i] is not a sampling flag, -1 on a bad value
+ * (message in err). */
+int sampler_parse_flag(sampler_params *p, int argc, char **argv, int *i, g2_error *err);
+/* The --help lines for those flags. */
+extern const char sampler_flags_help[];
+
+/* ---- chat format ------------------------------------------------------------------------- */
+/* Grok-2's: "System: {content.strip()}<|separator|>\n\n", "Human: {content.strip()}...",
+ * "Assistant: {content}<|separator|>\n\n"; the generation prompt is "Assistant:". */
+typedef enum { CHAT_SYSTEM, CHAT_USER, CHAT_ASSISTANT } chat_role;
+typedef struct {
+    chat_role role;
+    const char *content;
+} chat_message;
+/* The text of the messages (malloc'd), with the generation prompt at the end if asked. */
+char *chat_format(const chat_message *messages, size_t n, bool add_generation_prompt);
+
 /* `grok2 logits`: the tool for every numerical comparison. */
 int cmd_logits(int argc, char **argv);
 /* `grok2 run`: prompt in, generated text out. */
