@@ -162,7 +162,7 @@ int cmd_run(int argc, char **argv) {
     if (grok_eval(ctx, ids + first, (uint32_t)n_prompt, 0, logits, false, &err)) goto fail;
     double t1 = now_seconds();
     utf8_stream stream = {0};
-    char text[512];
+    char text[4096];
     uint32_t pos = (uint32_t)n_prompt, generated = 0;
     while (generated < o.n_predict && pos < n_ctx) {
         int32_t next = sampler_sample(sampling, logits, ids + first, n_prompt + generated);
@@ -170,7 +170,7 @@ int cmd_run(int argc, char **argv) {
         if (next == eos || next == sep) break;
         size_t len;
         const uint8_t *piece = tokenizer_piece(tok, next, &len);
-        if (len > sizeof text - 16) len = sizeof text - 16; /* pieces are short; never overflow */
+        if (len > (sizeof text - 30) / 3) len = (sizeof text - 30) / 3; /* fits even as all U+FFFD */
         fwrite(text, 1, utf8_stream_push(&stream, piece, len, text, sizeof text), stdout);
         fflush(stdout);
         generated++;

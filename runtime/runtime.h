@@ -128,6 +128,12 @@ char *chat_format(const chat_message *messages, size_t n, bool add_generation_pr
 int cmd_logits(int argc, char **argv);
 /* `grok2 run`: prompt in, generated text out. */
 int cmd_run(int argc, char **argv);
+/* `grok2 chat`: multi-turn chat, KV cache kept across turns. */
+int cmd_chat(int argc, char **argv);
+/* `grok2 perplexity`: chunked perplexity, KL divergence against a saved base. */
+int cmd_perplexity(int argc, char **argv);
+/* `grok2 tokenize`: ids and pieces of a text. */
+int cmd_tokenize(int argc, char **argv);
 
 /* ---- tokenizer (byte-level BPE, tiktoken-exact) ------------------------------------------ */
 /* Encoding: pre-tokenize with the file's regex (default: Grok's V1 pattern) through PCRE2 with
@@ -145,11 +151,13 @@ int tokenizer_new(tokenizer **out, uint32_t n, const uint8_t *const *bytes, cons
                   const bool *is_special, const char *pattern, g2_error *err);
 void tokenizer_free(tokenizer *t);
 
-/* Encode len bytes of text (any bytes: invalid UTF-8 is encoded byte-wise, as tiktoken does
- * for bytes). allow_special: recognise special tokens' text. *ids is malloc'd. */
+/* Encode len bytes of text. Valid UTF-8 stretches are encoded exactly as tiktoken encodes them;
+ * each run of invalid bytes becomes one piece merged by rank, so decoding gives back the input.
+ * allow_special: recognise special tokens' text (the earliest, then the longest, wins).
+ * *ids is malloc'd. */
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool allow_special, int32_t **ids,
                      size_t *n_ids, g2_error *err);
-/* The bytes of token id (NULL for an id out of range). */
+/* The bytes of token id (NULL for an id out of range; length 0 for an unused id). */
 const uint8_t *tokenizer_piece(const tokenizer *t, int32_t id, size_t *len);
 uint32_t tokenizer_vocab_size(const tokenizer *t);
 /* Id of a special token by its text ("<|eos|>"), or -1. */
@@ -161,8 +169,9 @@ typedef struct {
     uint8_t pending[8];
     size_t n_pending;
 } utf8_stream;
-/* Appends the printable part of (pending + piece) to out (capacity out_cap, needs
- * piece_len + 8 + 3 bytes at most); returns bytes written. */
+/* Appends the complete characters of (pending + piece) to out and returns the bytes written.
+ * Each invalid byte becomes a 3-byte U+FFFD, so out_cap >= 3 * piece_len + 3 always suffices;
+ * what does not fit is dropped, never written past out_cap. */
 size_t utf8_stream_push(utf8_stream *s, const uint8_t *piece, size_t piece_len, char *out, size_t out_cap);
 /* Flush what is left at the end of generation (incomplete sequences as U+FFFD). */
 size_t utf8_stream_flush(utf8_stream *s, char *out, size_t out_cap);
