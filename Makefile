@@ -101,8 +101,15 @@ deps:
 	  { echo "make deps: FAILED to install:" $$missing >&2; exit 1; }; \
 	fi
 
+# the main job on an embedded default: a tiny synthetic Grok-2-shaped checkpoint in the
+# release's layout, converted to 4 bits, inspected, then run
+DEMO := $(BUILD)/demo
 demo: $(BIN)
-	./scripts-demo.sh
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(BIN) synth tiny -o $(DEMO)/hf --seed 1
+	$(BIN) convert $(DEMO)/hf -o $(DEMO)/tiny-q4_k_m.gguf --type q4_k_m
+	$(BIN) info $(DEMO)/tiny-q4_k_m.gguf --bandwidth 100 | tail -n 9
+	$(BIN) run -m $(DEMO)/tiny-q4_k_m.gguf -p "The capital of France is" -n 24 --temp 0
 
 clean:
 	rm -rf build build-san build-fuzz grok2

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../convert/convert.h"
 #include "runtime.h"
 
 typedef struct {
@@ -12,8 +13,15 @@ typedef struct {
 } subcommand;
 
 static const subcommand subcommands[] = {
+    {"synth", cmd_synth, "write a synthetic Grok-2 checkpoint (any size, the release's layout) or GGUF"},
+    {"convert", cmd_convert, "convert the Hugging Face release to a GGUF file (4-bit by default)"},
+    {"quantize", cmd_quantize, "requantize a GGUF file to another type or mix"},
     {"info", cmd_info, "show a GGUF file: metadata, tensors, bytes read per token"},
     {"logits", cmd_logits, "evaluate a token list and print logits (for numerical comparisons)"},
+    {"run", cmd_run, "generate text from a prompt"},
+    {"chat", cmd_chat, "chat in Grok-2's format, on a terminal or a pipe"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file; KL divergence against a saved base"},
+    {"tokenize", cmd_tokenize, "show the token ids and pieces of a text"},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,139 @@
+/* `grok2 convert HF_DIR -o OUT.gguf --type T`: the release (or a synthetic checkpoint) into one
+ * GGUF file with llama.cpp's names and keys plus what the reference semantics need. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h"
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: grok2 convert HF_DIR -o OUT.gguf [--type TYPE] [options]\n"
+                 "\n"
+                 "Converts the Grok-2 checkpoint in HF_DIR (config.json, tokenizer.tok.json and the\n"
+                 "pytorch_model-*-TP-*.safetensors files, TP-split experts reassembled in rank order)\n"
+                 "into a GGUF v3 file (arch \"grok\"). Every core quantizes; memory stays at a few\n"
+                 "chunks of 64 MB whatever the model's size. The file is written under OUT.gguf.tmp\n"
+                 "and renamed when complete; an error or Ctrl-C leaves nothing behind.\n"
+                 "\n"
+                 "types (norms and the router are F32 in all of them):\n");
+    plan_print_mixes(out);
+    fprintf(out, "\n"
+                 "options:\n"
+                 "  -o, --output OUT.gguf    the output file (not needed with --dry-run)\n"
+                 "  --type TYPE              one of the types above (default q4_k_m)\n"
+                 "  --tensor-type RE=TYPE    type for tensors whose GGUF name matches the POSIX\n"
+                 "                           extended regex RE (first match wins; repeatable), e.g.\n"
+                 "                           --tensor-type 'ffn_down_exps=q6_k'\n"
+                 "  --threads N              worker threads (default: every CPU)\n"
+                 "  --dry-run                print the plan (tensor, shape, type, bytes, file size)\n"
+                 "  --force                  overwrite OUT.gguf if it exists\n"
+                 "  -h, --help               this text\n"
+                 "\n"
+                 "Rows whose length is not a multiple of a type's block fall back to a smaller block\n"
+                 "(q4_K -> q4_0, q5_K/q6_K -> q8_0, then bf16/f16), with a note per tensor.\n");
+}
+
+typedef struct {
+    const char *dir, *out, *type;
+    type_overrides overrides;
+    int64_t threads;
+    bool dry_run, force;
+} convert_options;
+
+/* 0 ok, 1 help, 2 usage error */
+static int parse(int argc, char **argv, convert_options *o, g2_error *err) {
+    o->type = "q4_k_m";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
+        if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!(o->out = cli_value(argc, argv, &i, err))) return 2;
+        } else if (!strcmp(a, "--type")) {
+            if (!(o->type = cli_value(argc, argv, &i, err))) return 2;
+        } else if (!strcmp(a, "--tensor-type")) {
+            if (!(v = cli_value(argc, argv, &i, err)) || plan_override_add(&o->overrides, v, err)) return 2;
+        } else if (!strcmp(a, "--threads")) {
+            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 1, 4096, &o->threads, err)) return 2;
+        } else if (!strcmp(a, "--dry-run")) {
+            o->dry_run = true;
+        } else if (!strcmp(a, "--force")) {
+            o->force = true;
+        } else if (a[0] != '-' && !o->dir) {
+            o->dir = a;
+        } else {
+            g2_fail(err, "unknown argument '%s'", a);
+            return 2;
+        }
+    }
+    if (!o->dir) {
+        g2_fail(err, "HF_DIR is required");
+        return 2;
+    }
+    if (!o->out && !o->dry_run) {
+        g2_fail(err, "-o OUT.gguf is required");
+        return 2;
+    }
+    if (!plan_mix_by_name(o->type)) {
+        g2_fail(err, "unknown --type '%s'", o->type);
+        return 2;
+    }
+    return 0;
+}
+
+/* general.name: the checkpoint directory's name, as llama.cpp's converter does. */
+static void model_name(const char *dir, char *buf, size_t size) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    size_t start = n;
+    while (start > 0 && dir[start - 1] != '/') start--;
+    snprintf(buf, size, "%.*s", (int)(n - start), dir + start);
+}
+
+static int convert(const convert_options *o, g2_error *err) {
+    const type_mix *mix = plan_mix_by_name(o->type);
+    if (!o->dry_run && check_output_path(o->out, o->force, err)) return -1;
+    hf_checkpoint *h;
+    if (hf_checkpoint_open(o->dir, &h, err)) return -1;
+    conv_tensor *t = NULL;
+    int64_t n = 0;
+    gguf_writer *w = NULL;
+    thread_pool *pool = NULL;
+    int rc = hf_checkpoint_tensors(h, &t, &n, err);
+    if (rc == 0) {
+        plan_tensors(t, n, mix, &o->overrides, (int)h->config.n_layers);
+        w = gguf_writer_new();
+        pool = o->dry_run ? NULL : pool_new((int)o->threads);
+        if (!w || (!o->dry_run && !pool)) rc = g2_fail(err, "out of memory");
+    }
+    char name[256];
+    model_name(o->dir, name, sizeof name);
+    if (rc == 0) rc = meta_set_model(w, &h->config, name, plan_mix_file_type(mix), err);
+    if (rc == 0 && h->has_vocab) rc = meta_set_tokenizer(w, &h->vocab, h->config.vocab, err);
+    write_job job = {.label = "convert", .out_path = o->out, .dry_run = o->dry_run, .pool = pool};
+    if (rc == 0) rc = write_gguf(w, t, n, &job, err);
+    gguf_writer_free(w);
+    pool_free(pool);
+    conv_tensors_free(t, n);
+    hf_checkpoint_close(h);
+    return rc;
+}
+
+int cmd_convert(int argc, char **argv) {
+    convert_options o = {0};
+    g2_error err = {{0}};
+    int parsed = parse(argc, argv, &o, &err);
+    int rc = 0;
+    if (parsed == 1) {
+        usage(stdout);
+    } else if (parsed == 2) {
+        fprintf(stderr, "grok2 convert: %s (see grok2 convert --help)\n", err.msg);
+        rc = 2;
+    } else {
+        ignore_file_size_signal();
+        if (convert(&o, &err)) {
+            fprintf(stderr, "grok2 convert: %s\n", err.msg);
+            rc = 1;
+        }
+    }
+    plan_overrides_free(&o.overrides);
+    return rc;
+}

@@ -1,0 +1,230 @@
+/* `grok2 synth`: a Grok-2 checkpoint of any size in the release's exact layout, or the same
+ * tensors straight into a GGUF, for tests and for trying hardware before downloading 500 GB. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "convert.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: grok2 synth [PRESET] -o DIR [options]\n"
+            "       grok2 synth [PRESET] --gguf TYPE -o FILE.gguf [options]\n"
+            "\n"
+            "Writes a synthetic Grok-2 checkpoint in the release's layout (bf16 safetensors named\n"
+            "pytorch_model-NNNNN-TP-common / -TP-RRR, config.json with every key of the release,\n"
+            "tokenizer.tok.json with a small real BPE vocabulary), or with --gguf the same tensors\n"
+            "directly as a GGUF file. The same seed gives the same bytes.\n"
+            "\n"
+            "presets (default tiny):\n"
+            "  tiny    hidden 256, 2 layers, 4/2 heads of 64, 4 experts (top 2) of 512, dense 1024,\n"
+            "          vocab 512, TP 8: about 11 MB\n"
+            "  mini    hidden 2048, 16 layers, 16/2 heads of 128, 8 experts of 4096, dense 8192,\n"
+            "          vocab 32768, TP 8: about 8.6 GB\n"
+            "  grok2   the release's shape: about 539 GB\n"
+            "\n"
+            "options:\n"
+            "  -o, --output PATH      the directory (created if missing) or, with --gguf, the file\n"
+            "  --gguf TYPE            write a GGUF of this type (f32, bf16, q8_0, q4_k_m, ...: the\n"
+            "                         types of grok2 convert)\n"
+            "  --tensor-type RE=TYPE  with --gguf: the type of tensors whose name matches RE\n"
+            "  --dry-run              with --gguf: print the plan (tensors, types, file size) only\n"
+            "  --seed N               random seed (default 1)\n"
+            "  --router-skew X        make low-numbered experts hotter: expert 0's router logit is\n"
+            "                         offset by about +15X, the last expert's by -15X (default 0)\n"
+            "  --hidden N --layers N --heads N --kv-heads N --head-dim N --experts N\n"
+            "  --experts-used N --expert-ff N --ff N --vocab N --tp N\n"
+            "                         override one dimension of the preset (--tp: TP ranks the\n"
+            "                         experts are split over; must divide --expert-ff)\n"
+            "  --threads N            worker threads (default: every CPU)\n"
+            "  --force                overwrite an existing checkpoint or file\n"
+            "  -h, --help             this text\n");
+}
+
+typedef struct {
+    const char *flag;
+    size_t offset; /* into grok_config; SIZE_MAX: the TP rank count */
+    int64_t max;
+} dim_flag;
+
+static const dim_flag dim_flags[] = {
+    {"--hidden", offsetof(grok_config, hidden), 1 << 20},
+    {"--layers", offsetof(grok_config, n_layers), 4096},
+    {"--heads", offsetof(grok_config, n_head), 65536},
+    {"--kv-heads", offsetof(grok_config, n_head_kv), 65536},
+    {"--head-dim", offsetof(grok_config, head_dim), 65536},
+    {"--experts", offsetof(grok_config, n_expert), 4096},
+    {"--experts-used", offsetof(grok_config, n_expert_used), 4096},
+    {"--expert-ff", offsetof(grok_config, expert_ff), 1 << 24},
+    {"--ff", offsetof(grok_config, ff), 1 << 24},
+    {"--vocab", offsetof(grok_config, vocab), TOK_MAX_ID},
+    {"--tp", SIZE_MAX, 4096},
+};
+
+typedef struct {
+    const char *preset, *out, *gguf_type;
+    synth_model model;
+    type_overrides overrides;
+    int64_t threads;
+    bool force, dry_run;
+} synth_options;
+
+/* 0 ok, 1 done (help), 2 usage error (message in err) */
+static int parse(int argc, char **argv, synth_options *o, g2_error *err) {
+    o->preset = "tiny";
+    o->model.seed = 1;
+    int64_t dims[sizeof dim_flags / sizeof dim_flags[0]];
+    bool set[sizeof dim_flags / sizeof dim_flags[0]] = {0};
+    bool preset_given = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        size_t k;
+        for (k = 0; k < sizeof dim_flags / sizeof dim_flags[0] && strcmp(a, dim_flags[k].flag); k++) {}
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
+        if (k < sizeof dim_flags / sizeof dim_flags[0]) {
+            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 1, dim_flags[k].max, &dims[k], err)) return 2;
+            set[k] = true;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!(o->out = cli_value(argc, argv, &i, err))) return 2;
+        } else if (!strcmp(a, "--gguf")) {
+            if (!(o->gguf_type = cli_value(argc, argv, &i, err))) return 2;
+        } else if (!strcmp(a, "--tensor-type")) {
+            if (!(v = cli_value(argc, argv, &i, err)) || plan_override_add(&o->overrides, v, err)) return 2;
+        } else if (!strcmp(a, "--seed")) {
+            int64_t seed;
+            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 0, INT64_MAX, &seed, err)) return 2;
+            o->model.seed = (uint64_t)seed;
+        } else if (!strcmp(a, "--router-skew")) {
+            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_double(a, v, &o->model.router_skew, err)) return 2;
+        } else if (!strcmp(a, "--threads")) {
+            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 1, 4096, &o->threads, err)) return 2;
+        } else if (!strcmp(a, "--force")) {
+            o->force = true;
+        } else if (!strcmp(a, "--dry-run")) {
+            o->dry_run = true;
+        } else if (a[0] != '-' && !preset_given) {
+            o->preset = a;
+            preset_given = true;
+        } else {
+            g2_fail(err, "unknown argument '%s'", a);
+            return 2;
+        }
+    }
+    if (synth_preset(o->preset, &o->model.config, &o->model.tp)) {
+        g2_fail(err, "unknown preset '%s' (tiny, mini or grok2)", o->preset);
+        return 2;
+    }
+    for (size_t k = 0; k < sizeof dim_flags / sizeof dim_flags[0]; k++)
+        if (set[k]) {
+            if (dim_flags[k].offset == SIZE_MAX) o->model.tp = (int)dims[k];
+            else *(int64_t *)((char *)&o->model.config + dim_flags[k].offset) = dims[k];
+        }
+    if (!o->out) {
+        g2_fail(err, "-o DIR (or -o FILE.gguf with --gguf) is required");
+        return 2;
+    }
+    if (o->overrides.count && !o->gguf_type) {
+        g2_fail(err, "--tensor-type applies to --gguf only");
+        return 2;
+    }
+    if (o->dry_run && !o->gguf_type) {
+        g2_fail(err, "--dry-run applies to --gguf only");
+        return 2;
+    }
+    return 0;
+}
+
+/* Dimensions that presets and overrides must respect. */
+static int check_model(synth_model *m, g2_error *err) {
+    grok_config *c = &m->config;
+    c->embedding_scale = sqrt((double)c->hidden); /* as in the release: sqrt(hidden_size) */
+    c->attn_output_scale = 1.0 / sqrt((double)c->head_dim);
+    if (grok_config_check(c, err)) return -1;
+    if (c->expert_ff % m->tp)
+        return g2_fail(err, "--expert-ff %lld is not divisible by --tp %d", (long long)c->expert_ff, m->tp);
+    if (c->vocab < TOK_SYNTH_MIN_VOCAB)
+        return g2_fail(err, "--vocab %lld: the synthetic tokenizer needs at least %d ids", (long long)c->vocab,
+                       TOK_SYNTH_MIN_VOCAB);
+    return 0;
+}
+
+/* The output directory: created if missing; an existing checkpoint only replaced with --force
+ * (its safetensors are removed first, so a smaller --tp leaves no stale shards). */
+static int prepare_dir(const char *dir, bool force, g2_error *err) {
+    if (mkdir(dir, 0755) == 0) return 0;
+    if (errno != EEXIST) return g2_fail(err, "%s: %s", dir, strerror(errno));
+    DIR *d = opendir(dir);
+    if (!d) return g2_fail(err, "%s: %s", dir, strerror(errno));
+    int rc = 0;
+    for (struct dirent *e; (e = readdir(d)) && rc == 0;) {
+        bool ours = !strcmp(e->d_name, "config.json") || !strcmp(e->d_name, "tokenizer.tok.json") ||
+                    (!strncmp(e->d_name, "pytorch_model-", 14) && strstr(e->d_name, ".safetensors"));
+        if (!ours) continue;
+        if (!force) {
+            rc = g2_fail(err, "%s already holds a checkpoint (use --force to replace it)", dir);
+            break;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0) rc = g2_fail(err, "%s: %s", path, strerror(errno));
+    }
+    closedir(d);
+    return rc;
+}
+
+static int write_synth_gguf(const synth_options *o, const tok_vocab *v, thread_pool *pool, g2_error *err) {
+    const type_mix *mix = plan_mix_by_name(o->gguf_type);
+    if (!mix) return g2_fail(err, "--gguf: unknown type '%s' (see grok2 convert --help)", o->gguf_type);
+    conv_tensor *t;
+    int64_t n;
+    if (synth_tensors(&o->model, &t, &n, err)) return -1;
+    plan_tensors(t, n, mix, &o->overrides, (int)o->model.config.n_layers);
+    gguf_writer *w = gguf_writer_new();
+    char name[64];
+    snprintf(name, sizeof name, "grok2-synth-%s", o->preset);
+    int rc = w ? 0 : g2_fail(err, "out of memory");
+    if (rc == 0) rc = meta_set_model(w, &o->model.config, name, plan_mix_file_type(mix), err);
+    if (rc == 0) rc = meta_set_tokenizer(w, v, o->model.config.vocab, err);
+    write_job job = {.label = "synth", .out_path = o->out, .dry_run = o->dry_run, .pool = pool};
+    if (rc == 0) rc = write_gguf(w, t, n, &job, err);
+    gguf_writer_free(w);
+    conv_tensors_free(t, n);
+    return rc;
+}
+
+int cmd_synth(int argc, char **argv) {
+    synth_options o = {0};
+    g2_error err = {{0}};
+    int parsed = parse(argc, argv, &o, &err);
+    if (parsed == 1 || parsed == 2) {
+        if (parsed == 1) usage(stdout);
+        else fprintf(stderr, "grok2 synth: %s (see grok2 synth --help)\n", err.msg);
+        plan_overrides_free(&o.overrides);
+        return parsed == 1 ? 0 : 2;
+    }
+    ignore_file_size_signal();
+    tok_vocab vocab = {0};
+    thread_pool *pool = NULL;
+    int rc = check_model(&o.model, &err);
+    if (rc == 0 && !o.dry_run)
+        rc = o.gguf_type ? check_output_path(o.out, o.force, &err) : prepare_dir(o.out, o.force, &err);
+    if (rc == 0) rc = tok_vocab_synthesize(&vocab, o.model.config.vocab, &err);
+    if (rc == 0 && !(pool = pool_new((int)o.threads))) rc = g2_fail(&err, "cannot start threads");
+    if (rc == 0) rc = o.gguf_type ? write_synth_gguf(&o, &vocab, pool, &err)
+                                  : synth_write_checkpoint(&o.model, &vocab, o.out, pool, false, &err);
+    if (rc == 0 && !o.gguf_type)
+        fprintf(stderr, "synth: %s checkpoint in %s (seed %llu; tokenizer: %lld merges learned, %lld specials)\n",
+                o.preset, o.out, (unsigned long long)o.model.seed, (long long)(vocab.n_regular - 256),
+                (long long)vocab.n_special);
+    if (rc) fprintf(stderr, "grok2 synth: %s\n", err.msg);
+    pool_free(pool);
+    tok_vocab_free(&vocab);
+    plan_overrides_free(&o.overrides);
+    return rc ? 1 : 0;
+}
