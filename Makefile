@@ -72,7 +72,7 @@ TEST_JOBS ?= 2
 test: $(BIN) $(BUILD)/grok2-tests
 	@mkdir -p $(BUILD)/test-tmp
 	GROK2_BIN=$(abspath $(BIN)) GROK2_TEST_TMP=$(abspath $(BUILD)/test-tmp) GROK2_ROOT=$(CURDIR) \
-	  ASAN_OPTIONS=detect_leaks=1 $(BUILD)/grok2-tests --jobs $(TEST_JOBS) $(TEST_ARGS)
+	  ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(BUILD)/grok2-tests --jobs $(TEST_JOBS) $(TEST_ARGS)
 
 # ---- fuzzing (clang's libFuzzer) -------------------------------------------------------------
 FUZZ_SECONDS ?= 60

@@ -1,25 +1,33 @@
-/* A persistent pool: workers sleep on a condition variable between jobs and claim task
- * indices from an atomic counter, so uneven tasks balance themselves. The caller works too. */
+/* A persistent pool. A job is published by bumping an atomic generation; workers spin on it for
+ * a while (decode dispatches hundreds of short jobs per token, and a futex wake-up per job
+ * would cost more than the work), then sleep on a condition variable. Task indices are claimed
+ * from an atomic counter, so uneven tasks balance themselves; the caller works too and then
+ * spins until every worker has finished. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "runtime.h"
 
+#define SPIN_ROUNDS 200000 /* ~ a few hundred microseconds of polling before sleeping */
+
 struct thread_pool {
     int n_threads; /* including the caller */
     pthread_t *workers;
-    pthread_mutex_t lock;
-    pthread_cond_t wake, done;
-    uint64_t generation; /* bumped per job; workers wait for a change */
-    int busy_workers;
-    bool stopping;
     /* the current job */
     pool_task_fn fn;
     void *ctx;
     int64_t n_tasks;
     atomic_int_fast64_t next_task;
+    atomic_int busy_workers;
+    /* publication */
+    atomic_uint_fast64_t generation;
+    atomic_bool stopping;
+    atomic_int sleepers;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
 };
 
 typedef struct {
@@ -27,12 +35,37 @@ typedef struct {
     int index;
 } worker_arg;
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 static void drain_tasks(thread_pool *pool, int thread) {
     for (;;) {
-        int64_t task = atomic_fetch_add(&pool->next_task, 1);
+        int64_t task = atomic_fetch_add_explicit(&pool->next_task, 1, memory_order_relaxed);
         if (task >= pool->n_tasks) return;
         pool->fn(pool->ctx, task, thread);
     }
+}
+
+/* Waits until the generation moves past seen (or the pool stops); returns the new one. */
+static uint64_t wait_for_job(thread_pool *pool, uint64_t seen) {
+    for (int spin = 0; spin < SPIN_ROUNDS; spin++) {
+        uint64_t g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        if (g != seen || atomic_load(&pool->stopping)) return g;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&pool->lock);
+    atomic_fetch_add(&pool->sleepers, 1);
+    uint64_t g;
+    while ((g = atomic_load(&pool->generation)) == seen && !atomic_load(&pool->stopping))
+        pthread_cond_wait(&pool->wake, &pool->lock);
+    atomic_fetch_sub(&pool->sleepers, 1);
+    pthread_mutex_unlock(&pool->lock);
+    return g;
 }
 
 static void *worker_main(void *p) {
@@ -41,17 +74,12 @@ static void *worker_main(void *p) {
     int index = arg->index;
     free(arg);
     uint64_t seen = 0;
-    pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (pool->generation == seen && !pool->stopping) pthread_cond_wait(&pool->wake, &pool->lock);
-        if (pool->stopping) break;
-        seen = pool->generation;
-        pthread_mutex_unlock(&pool->lock);
+        seen = wait_for_job(pool, seen);
+        if (atomic_load(&pool->stopping)) break;
         drain_tasks(pool, index);
-        pthread_mutex_lock(&pool->lock);
-        if (--pool->busy_workers == 0) pthread_cond_signal(&pool->done);
+        atomic_fetch_sub_explicit(&pool->busy_workers, 1, memory_order_release);
     }
-    pthread_mutex_unlock(&pool->lock);
     return NULL;
 }
 
@@ -65,7 +93,6 @@ thread_pool *thread_pool_new(int n_threads) {
     pool->n_threads = n_threads;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
-    pthread_cond_init(&pool->done, NULL);
     pool->workers = calloc((size_t)n_threads, sizeof *pool->workers);
     if (!pool->workers) {
         free(pool);
@@ -73,12 +100,8 @@ thread_pool *thread_pool_new(int n_threads) {
     }
     for (int i = 1; i < n_threads; i++) {
         worker_arg *arg = malloc(sizeof *arg);
-        if (!arg) {
-            pool->n_threads = i;
-            break;
-        }
-        *arg = (worker_arg){pool, i};
-        if (pthread_create(&pool->workers[i], NULL, worker_main, arg)) {
+        if (arg) *arg = (worker_arg){pool, i};
+        if (!arg || pthread_create(&pool->workers[i], NULL, worker_main, arg)) {
             free(arg);
             pool->n_threads = i; /* run with the threads we got */
             break;
@@ -90,13 +113,12 @@ thread_pool *thread_pool_new(int n_threads) {
 void thread_pool_free(thread_pool *pool) {
     if (!pool) return;
     pthread_mutex_lock(&pool->lock);
-    pool->stopping = true;
+    atomic_store(&pool->stopping, true);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     for (int i = 1; i < pool->n_threads; i++) pthread_join(pool->workers[i], NULL);
     pthread_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->wake);
-    pthread_cond_destroy(&pool->done);
     free(pool->workers);
     free(pool);
 }
@@ -109,19 +131,20 @@ void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_ta
         for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
         return;
     }
-    pthread_mutex_lock(&pool->lock);
     pool->fn = fn;
     pool->ctx = ctx;
     pool->n_tasks = n_tasks;
-    atomic_store(&pool->next_task, 0);
-    pool->busy_workers = pool->n_threads - 1;
-    pool->generation++;
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->lock);
-
+    atomic_store_explicit(&pool->next_task, 0, memory_order_relaxed);
+    atomic_store_explicit(&pool->busy_workers, pool->n_threads - 1, memory_order_relaxed);
+    atomic_fetch_add(&pool->generation, 1); /* seq_cst: pairs with a sleeper's sleepers++ then load */
+    if (atomic_load(&pool->sleepers) > 0) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
+    }
     drain_tasks(pool, 0);
-
-    pthread_mutex_lock(&pool->lock);
-    while (pool->busy_workers > 0) pthread_cond_wait(&pool->done, &pool->lock);
-    pthread_mutex_unlock(&pool->lock);
+    /* every worker must have left drain_tasks before the job's fields are reused */
+    for (int spin = 0; atomic_load_explicit(&pool->busy_workers, memory_order_acquire) > 0; spin++)
+        if (spin < SPIN_ROUNDS) cpu_relax();
+        else sched_yield();
 }

@@ -66,6 +66,8 @@ harness_result harness_run(const char *fmt, ...) {
     char *out_path = malloc(size), *err_path = malloc(size);
     snprintf(out_path, size, "%s/out", dir);
     snprintf(err_path, size, "%s/err", dir);
+    fflush(stdout); /* or the child's freopen would flush our buffered output a second time */
+    fflush(stderr);
     pid_t pid = cmd ? fork() : -1;
     if (pid == 0) {
         if (!freopen("/dev/null", "r", stdin) || !freopen(out_path, "w", stdout) || !freopen(err_path, "w", stderr))
