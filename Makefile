@@ -3,7 +3,8 @@
 #   make test       build and run every test (Criterion); SAN=1 for ASan+UBSan
 #   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each (clang)
 #   make deps       install the Debian packages the build and the tests need
-#   make demo       synthesize a tiny Grok-2-shaped checkpoint, convert it, inspect it
+#   make demo       synthesize a tiny Grok-2-shaped checkpoint, convert it, inspect it, run it
+#   make bench      kernel and model benchmarks on the `mini` preset (synthesized once, cached)
 
 CC      ?= cc
 ARCH    := $(shell uname -m)
@@ -111,8 +112,26 @@ demo: $(BIN)
 	$(BIN) info $(DEMO)/tiny-q4_k_m.gguf --bandwidth 100 | tail -n 9
 	$(BIN) run -m $(DEMO)/tiny-q4_k_m.gguf -p "The capital of France is" -n 24 --temp 0
 
+# benchmarks (not tests): the `mini` preset synthesized once (cached in models/cache/), converted
+# to q4_k_m and q4_0, then the kernel bench and the model bench at depth 0 and 2048
+BENCH_DIR := models/cache
+BENCH_ARGS ?= -p 512 -n 128 -r 3
+bench: $(BIN)
+	@mkdir -p $(BENCH_DIR)
+	@[ -f $(BENCH_DIR)/mini/config.json ] || $(BIN) synth mini -o $(BENCH_DIR)/mini --seed 1
+	@for t in q4_k_m q4_0; do [ -f $(BENCH_DIR)/mini-$$t.gguf ] || \
+	  $(BIN) convert $(BENCH_DIR)/mini -o $(BENCH_DIR)/mini-$$t.gguf --type $$t || exit 1; done
+	$(BIN) bench --kernels
+	@for t in q4_k_m q4_0; do for d in 0 2048; do \
+	  $(BIN) bench -m $(BENCH_DIR)/mini-$$t.gguf $(BENCH_ARGS) --depth $$d || exit 1; done; done
+
 clean:
 	rm -rf build build-san build-fuzz grok2
 
-.PHONY: all test fuzz deps demo clean
+.PHONY: all test fuzz deps demo bench clean
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/runtime/main.d
+
+# kernels: the AVX-512 sources under SIMDe and NEON under qemu-aarch64 (where the tools are),
+# run before the Criterion suite (the native kernel checks are inside it)
+include simd/simd.mk
+test: $(if $(filter 1,$(SAN)),,$(SIMD_TEST_EXTRA))

@@ -202,13 +202,15 @@ static int print_json(const gguf_file *f, const weight_census *c, double bandwid
 }
 
 static void info_usage(FILE *out) {
-    fprintf(out, "usage: grok2 info FILE.gguf [--json] [--bandwidth GBPS]\n\n"
+    fprintf(out, "usage: grok2 info FILE.gguf [--json] [--bandwidth GBPS]\n"
+                 "       grok2 info --cpu\n\n"
                  "Shows a GGUF file: header, metadata (long arrays abbreviated), tensors (name, type,\n"
                  "shape, bytes), bytes by type, and for a Grok model the weights read per generated\n"
                  "token (always-on + the used share of the experts) with the decode speed that a\n"
                  "memory bandwidth allows.\n\n"
                  "  --json            machine-readable output\n"
-                 "  --bandwidth GBPS  memory read bandwidth for the speed bound (default: a few examples)\n");
+                 "  --bandwidth GBPS  memory read bandwidth for the speed bound (default: a few examples)\n"
+                 "  --cpu             the CPU features found and the kernels chosen\n");
 }
 
 int cmd_info(int argc, char **argv) {
@@ -221,6 +223,12 @@ int cmd_info(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "--json")) {
             json = true;
+        } else if (!strcmp(argv[i], "--cpu")) {
+            char line[512];
+            simd_kernels_get(); /* the choice, as the other commands would make it */
+            simd_describe(line, sizeof line);
+            puts(line);
+            return 0;
         } else if (!strcmp(argv[i], "--bandwidth") && i + 1 < argc) {
             char *end;
             bandwidth = strtod(argv[++i], &end);

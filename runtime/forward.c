@@ -8,24 +8,37 @@
  *
  * One call evaluates a batch of tokens at consecutive positions: decode is a batch of one,
  * prefill a batch of many (in chunks of max_batch). Activations are f32; weights stay in their
- * block type and are decoded a row at a time. All buffers are allocated once, in
- * grok_context_new: nothing in the token loop allocates. */
+ * block type: each matmul input is quantized once to the weight type's dot partner (Q8_0 or
+ * Q8_K) and the simd/ kernels take integer dot products over row ranges split across the
+ * thread pool. All buffers are allocated once, in grok_context_new: nothing in the token loop
+ * allocates or locks. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime.h"
 
-#define ROWS_PER_TASK 16
+#define ROWS_PER_TASK 16 /* a multiple of the kernels' 4-row unroll */
+
+/* An input of one or more matmuls: f32 rows, quantized lazily to each partner type once. */
+typedef struct {
+    const float *x; /* [n][cols] */
+    int64_t n, cols;
+    uint64_t id;    /* which input the context's quantized buffers hold */
+} activation;
 
 struct grok_context {
     const grok_model *model;
     thread_pool *pool;
+    const simd_kernels *kernels;
+    /* quantized activations, one buffer per partner type (Q8_0, Q8_K) */
+    uint8_t *act_q8_0, *act_q8_k;
+    uint64_t act_q8_0_id, act_q8_k_id, next_act_id;
     uint32_t n_ctx, max_batch;
     kv_cache_type kv_type;
     size_t kv_elem;     /* bytes per cached value */
-    uint8_t *k_cache;   /* [n_layer][n_ctx][n_head_kv * head_dim] */
-    uint8_t *v_cache;
+    uint8_t *k_cache;   /* [n_layer][n_ctx][n_head_kv * head_dim]: one row per position */
+    uint8_t *v_cache;   /* [n_layer][n_head_kv * head_dim][n_ctx]: transposed, one row per dim */
     double *inv_freq;   /* RoPE, [head_dim / 2] */
     /* activations, [max_batch][width] */
     float *h, *normed, *q, *k, *v, *attn, *proj, *ff_a, *ff_b, *dense, *moe, *router;
@@ -41,95 +54,141 @@ struct grok_context {
 
 /* ---- small math ---------------------------------------------------------------------------- */
 
-static float dot_f32(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
-}
-
-static void rms_norm(const float *x, const float *weight, float *out, int64_t n, float eps) {
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) sum += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(sum / (double)n + eps));
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * weight[i];
-}
-
 /* cap <= 0 means no cap (the reference's convention) */
 static float softcap(float x, float cap) { return cap > 0 ? cap * tanhf(x / cap) : x; }
 
-/* exact erf form, not the tanh approximation */
-static float gelu(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
 
-static void softmax(float *x, int64_t n) {
-    float max = x[0];
-    for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) sum += x[i] = expf(x[i] - max);
-    float inv = (float)(1.0 / sum);
-    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+/* ---- matmul: y[t][row] = W[row] . x[t], row ranges split over the pool ---------------------- */
+
+static activation activation_of(grok_context *ctx, const float *x, int64_t n, int64_t cols) {
+    return (activation){x, n, cols, ++ctx->next_act_id};
 }
 
-/* ---- matmul: y[t][row] = W[row] . x[t], rows split over the pool -------------------------- */
+/* The activation in act_type (quantized once per input; F32 is used as is). */
+static const void *activation_as(grok_context *ctx, const activation *a, uint32_t act_type, size_t *col_bytes) {
+    *col_bytes = simd_act_row_bytes(act_type, a->cols);
+    if (act_type == SIMD_TYPE_F32) return a->x;
+    bool q8_0 = act_type == SIMD_TYPE_Q8_0;
+    uint8_t *buf = q8_0 ? ctx->act_q8_0 : ctx->act_q8_k;
+    uint64_t *held = q8_0 ? &ctx->act_q8_0_id : &ctx->act_q8_k_id;
+    if (*held != a->id) {
+        simd_quantize_fn quantize = q8_0 ? ctx->kernels->quantize_q8_0 : ctx->kernels->quantize_q8_k;
+        for (int64_t t = 0; t < a->n; t++) quantize(a->x + t * a->cols, buf + (size_t)t * *col_bytes, a->cols);
+        *held = a->id;
+    }
+    return buf;
+}
+
+/* One matrix of a matmul job: W (or one expert's slab of it) times the activation into y. */
+typedef struct {
+    const weight_matrix *w;
+    const uint8_t *data;
+    float *y; /* [n][w->rows] */
+    const simd_type_kernels *kernels; /* NULL: no kernels for the type, decode rows instead */
+    const void *x;                    /* the activation in the kernels' partner type */
+    size_t x_col_bytes;
+    int64_t first_task;
+} matmul_part;
 
 typedef struct {
     grok_context *ctx;
-    uint32_t type;
-    const uint8_t *data;
-    int64_t rows, cols;
-    size_t row_bytes;
-    const float *x; /* [n][cols] */
-    int64_t n;
-    float *y;       /* [n][rows] */
+    const activation *act;
+    matmul_part parts[3];
+    int n_parts;
 } matmul_job;
 
-static void matmul_task(void *p, int64_t task, int thread) {
-    const matmul_job *job = p;
-    const g2_type_traits *traits = g2_type_get(job->type);
-    float *row = job->ctx->thread_row + (size_t)thread * job->ctx->row_width;
-    int64_t end = (task + 1) * ROWS_PER_TASK < job->rows ? (task + 1) * ROWS_PER_TASK : job->rows;
-    for (int64_t r = task * ROWS_PER_TASK; r < end; r++) {
-        const float *w = row;
-        if (job->type == G2_TYPE_F32)
-            w = (const float *)(job->data + (size_t)r * job->row_bytes);
-        else
-            traits->to_float(job->data + (size_t)r * job->row_bytes, row, job->cols);
-        for (int64_t t = 0; t < job->n; t++) job->y[t * job->rows + r] = dot_f32(w, job->x + t * job->cols, job->cols);
+/* Rows of a type without kernels: decode each row to f32 and dot it with every token. */
+static void matmul_rows_by_decoding(grok_context *ctx, const matmul_part *p, const activation *a, int64_t r0,
+                                    int64_t r1, int thread) {
+    const g2_type_traits *traits = g2_type_get(p->w->type);
+    float *row = ctx->thread_row + (size_t)thread * ctx->row_width;
+    for (int64_t r = r0; r < r1; r++) {
+        traits->to_float(p->data + (size_t)r * p->w->row_bytes, row, a->cols);
+        for (int64_t t = 0; t < a->n; t++) {
+            float sum = 0;
+            for (int64_t i = 0; i < a->cols; i++) sum += row[i] * a->x[t * a->cols + i];
+            p->y[t * p->w->rows + r] = sum;
+        }
     }
 }
 
-/* W given as a matrix view, optionally one expert's slab of it (data overrides w->data). */
-static void matmul(grok_context *ctx, const weight_matrix *w, const uint8_t *data, const float *x, int64_t n,
-                   float *y) {
-    matmul_job job = {ctx, w->type, data ? data : w->data, w->rows, w->cols, w->row_bytes, x, n, y};
-    thread_pool_run(ctx->pool, matmul_task, &job, (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK);
+static void matmul_task(void *arg, int64_t task, int thread) {
+    const matmul_job *job = arg;
+    int i = job->n_parts - 1;
+    while (task < job->parts[i].first_task) i--;
+    const matmul_part *p = &job->parts[i];
+    int64_t r0 = (task - p->first_task) * ROWS_PER_TASK;
+    int64_t r1 = r0 + ROWS_PER_TASK < p->w->rows ? r0 + ROWS_PER_TASK : p->w->rows;
+    const uint8_t *w = p->data + (size_t)r0 * p->w->row_bytes;
+    const activation *a = job->act;
+    if (!p->kernels)
+        matmul_rows_by_decoding(job->ctx, p, a, r0, r1, thread);
+    else if (a->n == 1)
+        p->kernels->matvec(a->cols, r1 - r0, w, p->w->row_bytes, p->x, p->y + r0);
+    else
+        p->kernels->matmul(a->cols, r1 - r0, w, p->w->row_bytes, a->n, p->x, p->x_col_bytes, p->y + r0,
+                           (size_t)p->w->rows);
+}
+
+/* Up to three matrices that read the same input, in one pass of the pool (one barrier). */
+static void matmul_many(grok_context *ctx, const activation *a, int n_parts, const weight_matrix *const *w,
+                        const uint8_t *const *data, float *const *y) {
+    matmul_job job = {ctx, a, {{0}}, n_parts};
+    int64_t tasks = 0;
+    for (int i = 0; i < n_parts; i++) {
+        matmul_part *p = &job.parts[i];
+        p->w = w[i];
+        p->data = data && data[i] ? data[i] : w[i]->data;
+        p->y = y[i];
+        p->kernels = simd_type_kernels_get(ctx->kernels, w[i]->type);
+        if (p->kernels && a->cols % p->kernels->block) p->kernels = NULL;
+        if (p->kernels) p->x = activation_as(ctx, a, p->kernels->act_type, &p->x_col_bytes);
+        p->first_task = tasks;
+        tasks += (w[i]->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    }
+    thread_pool_run(ctx->pool, matmul_task, &job, tasks);
+}
+
+static void matmul(grok_context *ctx, const weight_matrix *w, const uint8_t *data, const activation *a, float *y) {
+    const weight_matrix *ws[1] = {w};
+    const uint8_t *ds[1] = {data};
+    float *ys[1] = {y};
+    matmul_many(ctx, a, 1, ws, ds, ys);
 }
 
 /* ---- KV cache ------------------------------------------------------------------------------ */
 
-static void kv_store(const grok_context *ctx, uint8_t *dst, const float *src, int64_t n) {
+static uint32_t kv_simd_type(kv_cache_type t) {
+    return t == KV_F32 ? SIMD_TYPE_F32 : t == KV_BF16 ? SIMD_TYPE_BF16 : SIMD_TYPE_F16;
+}
+
+static void kv_put(const grok_context *ctx, uint8_t *dst, float value) {
     switch (ctx->kv_type) {
-    case KV_F32: memcpy(dst, src, (size_t)n * sizeof(float)); break;
-    case KV_F16: for (int64_t i = 0; i < n; i++) ((g2_half *)dst)[i] = g2_f32_to_half(src[i]); break;
-    case KV_BF16: for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = g2_f32_to_bf16(src[i]); break;
+    case KV_F32: memcpy(dst, &value, sizeof value); break;
+    case KV_F16: { g2_half h = g2_f32_to_half(value); memcpy(dst, &h, 2); break; }
+    case KV_BF16: { uint16_t b = g2_f32_to_bf16(value); memcpy(dst, &b, 2); break; }
     }
 }
 
-static void kv_load(const grok_context *ctx, const uint8_t *src, float *dst, int64_t n) {
-    switch (ctx->kv_type) {
-    case KV_F32: memcpy(dst, src, (size_t)n * sizeof(float)); break;
-    case KV_F16: for (int64_t i = 0; i < n; i++) dst[i] = g2_half_to_f32(((const g2_half *)src)[i]); break;
-    case KV_BF16: for (int64_t i = 0; i < n; i++) dst[i] = g2_bf16_to_f32(((const uint16_t *)src)[i]); break;
-    }
+static size_t kv_dim(const grok_context *ctx) {
+    return (size_t)ctx->model->hp.n_head_kv * ctx->model->hp.head_dim;
 }
 
-static uint8_t *kv_row(const grok_context *ctx, uint8_t *cache, uint32_t layer, uint32_t pos) {
-    const grok_hparams *hp = &ctx->model->hp;
-    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    return cache + (((size_t)layer * ctx->n_ctx + pos) * kv_dim) * ctx->kv_elem;
+/* K: row `pos` of the layer; V: the layer's block of kv_dim rows of n_ctx positions. */
+static uint8_t *k_row(const grok_context *ctx, uint32_t layer, uint32_t pos) {
+    return ctx->k_cache + (((size_t)layer * ctx->n_ctx + pos) * kv_dim(ctx)) * ctx->kv_elem;
+}
+static uint8_t *v_rows(const grok_context *ctx, uint32_t layer) {
+    return ctx->v_cache + (size_t)layer * kv_dim(ctx) * ctx->n_ctx * ctx->kv_elem;
+}
+
+static void kv_store(grok_context *ctx, uint32_t layer, uint32_t pos, const float *k, const float *v) {
+    size_t dim = kv_dim(ctx);
+    uint8_t *kr = k_row(ctx, layer, pos), *vt = v_rows(ctx, layer);
+    for (size_t i = 0; i < dim; i++) {
+        kv_put(ctx, kr + i * ctx->kv_elem, k[i]);
+        kv_put(ctx, vt + (i * ctx->n_ctx + pos) * ctx->kv_elem, v[i]);
+    }
 }
 
 /* ---- attention ----------------------------------------------------------------------------- */
@@ -152,6 +211,7 @@ static void rope(const grok_context *ctx, float *vec, uint32_t n_heads, uint32_t
 typedef struct {
     grok_context *ctx;
     uint32_t layer, n_past;
+    const simd_type_kernels *cache_kernels; /* the KV cache's type times f32 */
 } attention_job;
 
 /* One (token, head): scores over every cached position up to the token's own. */
@@ -159,61 +219,72 @@ static void attention_task(void *p, int64_t task, int thread) {
     const attention_job *job = p;
     grok_context *ctx = job->ctx;
     const grok_hparams *hp = &ctx->model->hp;
+    const simd_kernels *k = ctx->kernels;
     uint32_t hd = hp->head_dim, n_head = hp->n_head;
     uint32_t t = (uint32_t)(task / n_head), h = (uint32_t)(task % n_head);
     uint32_t kv_head = h / (n_head / hp->n_head_kv);
-    uint32_t pos = job->n_past + t;
+    uint32_t pos = job->n_past + t, n_keys = pos + 1;
     const float *q = ctx->q + ((size_t)t * n_head + h) * hd;
     float *scores = ctx->thread_score + (size_t)thread * ctx->score_width;
-    float *row = ctx->thread_row + (size_t)thread * ctx->row_width;
-    float scale = 1.0f / sqrtf((float)hd);
-    /* Attention temperature: a query at position p > L sharpens by log2(p) / log2(L), which is
-     * the reference's log2(p)/10 for Grok-2's L = 1024 (and has no jump at p = L for other L). */
+    size_t row_bytes = kv_dim(ctx) * ctx->kv_elem;
+    /* scores_j = q . k_j: the cached keys are the rows of a matrix in the cache's type */
+    job->cache_kernels->matvec(hd, n_keys, k_row(ctx, job->layer, 0) + (size_t)kv_head * hd * ctx->kv_elem, row_bytes,
+                               q, scores);
+    /* s = cap * tanh(s / sqrt(hd) / cap), then the attention temperature: a query at position
+     * p > L sharpens by log2(p) / log2(L), the reference's log2(p)/10 for Grok-2's L = 1024
+     * (and no jump at p = L for other L) */
+    float cap = hp->attn_softcap, scale = 1.0f / sqrtf((float)hd);
     float temperature = pos > hp->attn_temperature_len
                             ? (float)(log2((double)pos) / log2((double)hp->attn_temperature_len))
                             : 1.0f;
-    size_t head_offset = (size_t)kv_head * hd * ctx->kv_elem;
-    for (uint32_t j = 0; j <= pos; j++) {
-        kv_load(ctx, kv_row(ctx, ctx->k_cache, job->layer, j) + head_offset, row, hd);
-        scores[j] = softcap(dot_f32(q, row, hd) * scale, hp->attn_softcap) * temperature;
+    if (cap > 0) {
+        for (uint32_t j = 0; j < n_keys; j++) scores[j] *= scale / cap;
+        k->tanh(scores, scores, n_keys);
+        for (uint32_t j = 0; j < n_keys; j++) scores[j] *= cap * temperature;
+    } else {
+        for (uint32_t j = 0; j < n_keys; j++) scores[j] *= scale * temperature;
     }
-    softmax(scores, pos + 1);
+    k->softmax(scores, n_keys);
+    /* out_i = sum_j p_j v_j[i]: V is stored transposed, so this is a matvec too */
     float *out = ctx->attn + ((size_t)t * n_head + h) * hd;
-    memset(out, 0, hd * sizeof(float));
-    for (uint32_t j = 0; j <= pos; j++) {
-        kv_load(ctx, kv_row(ctx, ctx->v_cache, job->layer, j) + head_offset, row, hd);
-        for (uint32_t i = 0; i < hd; i++) out[i] += scores[j] * row[i];
-    }
+    job->cache_kernels->matvec(n_keys, hd, v_rows(ctx, job->layer) + (size_t)kv_head * hd * ctx->n_ctx * ctx->kv_elem,
+                               ctx->n_ctx * ctx->kv_elem, scores, out);
 }
 
 static void attention(grok_context *ctx, uint32_t layer, const grok_layer *L, uint32_t n, uint32_t n_past) {
     const grok_hparams *hp = &ctx->model->hp;
-    size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
-    matmul(ctx, &L->q, NULL, ctx->normed, n, ctx->q);
-    matmul(ctx, &L->k, NULL, ctx->normed, n, ctx->k);
-    matmul(ctx, &L->v, NULL, ctx->normed, n, ctx->v);
+    size_t q_dim = (size_t)hp->n_head * hp->head_dim, kvd = kv_dim(ctx);
+    activation in = activation_of(ctx, ctx->normed, n, hp->n_embd);
+    const weight_matrix *w[3] = {&L->q, &L->k, &L->v};
+    float *y[3] = {ctx->q, ctx->k, ctx->v};
+    matmul_many(ctx, &in, 3, w, NULL, y);
     for (uint32_t t = 0; t < n; t++) {
         rope(ctx, ctx->q + t * q_dim, hp->n_head, n_past + t);
-        rope(ctx, ctx->k + t * kv_dim, hp->n_head_kv, n_past + t);
-        kv_store(ctx, kv_row(ctx, ctx->k_cache, layer, n_past + t), ctx->k + t * kv_dim, (int64_t)kv_dim);
-        kv_store(ctx, kv_row(ctx, ctx->v_cache, layer, n_past + t), ctx->v + t * kv_dim, (int64_t)kv_dim);
+        rope(ctx, ctx->k + t * kvd, hp->n_head_kv, n_past + t);
+        kv_store(ctx, layer, n_past + t, ctx->k + t * kvd, ctx->v + t * kvd);
     }
-    attention_job job = {ctx, layer, n_past};
+    attention_job job = {ctx, layer, n_past, simd_type_kernels_get(ctx->kernels, kv_simd_type(ctx->kv_type))};
     thread_pool_run(ctx->pool, attention_task, &job, (int64_t)n * hp->n_head);
-    matmul(ctx, &L->o, NULL, ctx->attn, n, ctx->proj);
+    activation heads = activation_of(ctx, ctx->attn, n, (int64_t)q_dim);
+    matmul(ctx, &L->o, NULL, &heads, ctx->proj);
 }
 
 /* ---- MLPs ---------------------------------------------------------------------------------- */
 
-/* down(GELU(gate x) * up x) for n rows of x; gate/up/down may be one expert's slabs. */
+/* down(GELU(gate x) * up x) for the n rows of x; gate/up/down may be one expert's slabs. */
 static void gated_mlp(grok_context *ctx, const weight_matrix *gate, const uint8_t *gate_data, const weight_matrix *up,
                       const uint8_t *up_data, const weight_matrix *down, const uint8_t *down_data, const float *x,
                       uint32_t n, float *out) {
     int64_t width = gate->rows;
-    matmul(ctx, gate, gate_data, x, n, ctx->ff_a);
-    matmul(ctx, up, up_data, x, n, ctx->ff_b);
-    for (int64_t i = 0; i < (int64_t)n * width; i++) ctx->ff_a[i] = gelu(ctx->ff_a[i]) * ctx->ff_b[i];
-    matmul(ctx, down, down_data, ctx->ff_a, n, out);
+    activation in = activation_of(ctx, x, n, gate->cols);
+    const weight_matrix *w[2] = {gate, up};
+    const uint8_t *d[2] = {gate_data, up_data};
+    float *y[2] = {ctx->ff_a, ctx->ff_b};
+    matmul_many(ctx, &in, 2, w, d, y);
+    ctx->kernels->gelu(ctx->ff_a, ctx->ff_a, (int64_t)n * width);
+    for (int64_t i = 0; i < (int64_t)n * width; i++) ctx->ff_a[i] *= ctx->ff_b[i];
+    activation hidden = activation_of(ctx, ctx->ff_a, n, width);
+    matmul(ctx, down, down_data, &hidden, out);
 }
 
 /* Router: soft-cap, softmax over all experts, top-k (ties to the lower index), weights are the
@@ -221,12 +292,13 @@ static void gated_mlp(grok_context *ctx, const weight_matrix *gate, const uint8_
 static void moe(grok_context *ctx, const grok_layer *L, uint32_t n) {
     const grok_hparams *hp = &ctx->model->hp;
     uint32_t n_expert = hp->n_expert, d = hp->n_embd;
-    matmul(ctx, &L->router, NULL, ctx->normed, n, ctx->router);
+    activation in = activation_of(ctx, ctx->normed, n, d);
+    matmul(ctx, &L->router, NULL, &in, ctx->router);
     memset(ctx->expert_fill, 0, n_expert * sizeof *ctx->expert_fill);
     for (uint32_t t = 0; t < n; t++) {
         float *r = ctx->router + (size_t)t * n_expert;
         for (uint32_t e = 0; e < n_expert; e++) r[e] = softcap(r[e], hp->router_softcap);
-        softmax(r, n_expert);
+        ctx->kernels->softmax(r, n_expert);
         uint64_t taken = 0; /* bitmask; n_expert <= 64 is checked at context creation */
         for (uint32_t k = 0; k < hp->n_expert_used; k++) {
             int best = -1;
@@ -274,23 +346,23 @@ static void forward_chunk(grok_context *ctx, const int32_t *tokens, uint32_t n, 
         const grok_layer *L = &m->layers[l];
         /* h += RMSNorm_post_attn(Attention(RMSNorm_pre_attn(h))) */
         for (uint32_t t = 0; t < n; t++)
-            rms_norm(ctx->h + (size_t)t * d, L->attn_norm, ctx->normed + (size_t)t * d, d, hp->rms_eps);
+            ctx->kernels->rmsnorm(ctx->h + (size_t)t * d, L->attn_norm, ctx->normed + (size_t)t * d, d, hp->rms_eps);
         attention(ctx, l, L, n, n_past);
         for (uint32_t t = 0; t < n; t++) {
             float *h = ctx->h + (size_t)t * d, *a = ctx->proj + (size_t)t * d;
-            rms_norm(a, L->attn_output_norm, a, d, hp->rms_eps);
+            ctx->kernels->rmsnorm(a, L->attn_output_norm, a, d, hp->rms_eps);
             for (uint32_t i = 0; i < d; i++) h[i] += a[i];
         }
         /* h += RMSNorm_post_moe((DenseMLP(y) + MoE(y)) / sqrt(2)), y = RMSNorm_pre_moe(h) */
         for (uint32_t t = 0; t < n; t++)
-            rms_norm(ctx->h + (size_t)t * d, L->ffn_norm, ctx->normed + (size_t)t * d, d, hp->rms_eps);
+            ctx->kernels->rmsnorm(ctx->h + (size_t)t * d, L->ffn_norm, ctx->normed + (size_t)t * d, d, hp->rms_eps);
         gated_mlp(ctx, &L->gate, NULL, &L->up, NULL, &L->down, NULL, ctx->normed, n, ctx->dense);
         moe(ctx, L, n);
         for (uint32_t t = 0; t < n; t++) {
             float *h = ctx->h + (size_t)t * d, *f = ctx->dense + (size_t)t * d;
             const float *e = ctx->moe + (size_t)t * d;
             for (uint32_t i = 0; i < d; i++) f[i] = (f[i] + e[i]) * (float)M_SQRT1_2;
-            rms_norm(f, L->post_ffw_norm, f, d, hp->rms_eps);
+            ctx->kernels->rmsnorm(f, L->post_ffw_norm, f, d, hp->rms_eps);
             for (uint32_t i = 0; i < d; i++) h[i] += f[i];
         }
     }
@@ -298,8 +370,9 @@ static void forward_chunk(grok_context *ctx, const int32_t *tokens, uint32_t n, 
     /* logits = final_cap * tanh(logit_scale * (RMSNorm_final(h) @ lm_head^T) / final_cap) */
     uint32_t first = all ? 0 : n - 1, count = n - first;
     for (uint32_t t = first; t < n; t++)
-        rms_norm(ctx->h + (size_t)t * d, m->output_norm, ctx->normed + (size_t)(t - first) * d, d, hp->rms_eps);
-    matmul(ctx, &m->output, NULL, ctx->normed, count, logits);
+        ctx->kernels->rmsnorm(ctx->h + (size_t)t * d, m->output_norm, ctx->normed + (size_t)(t - first) * d, d, hp->rms_eps);
+    activation final = activation_of(ctx, ctx->normed, count, d);
+    matmul(ctx, &m->output, NULL, &final, logits);
     for (size_t i = 0; i < (size_t)count * hp->n_vocab; i++)
         logits[i] = softcap(logits[i] * hp->logit_scale, hp->final_softcap);
 }
@@ -381,6 +454,9 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     ctx->expert_gates = malloc(hp->n_expert * B * sizeof(float));
     ctx->expert_fill = malloc(hp->n_expert * sizeof(uint32_t));
     ctx->row_width = max_size(max_size(d, q_dim), ff);
+    ctx->kernels = simd_kernels_get();
+    ctx->act_q8_0 = malloc(B * (ctx->row_width / QK8_0 + 1) * sizeof(block_q8_0));
+    ctx->act_q8_k = malloc(B * (ctx->row_width / QK_K + 1) * sizeof(block_q8_k));
     ctx->score_width = ctx->n_ctx;
     int threads = ctx->pool ? thread_pool_size(ctx->pool) : 1;
     ctx->thread_row = malloc((size_t)threads * ctx->row_width * sizeof(float));
@@ -388,7 +464,7 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     if (!ctx->pool || !ctx->k_cache || !ctx->v_cache || !ctx->inv_freq || !ctx->h || !ctx->normed || !ctx->q ||
         !ctx->k || !ctx->v || !ctx->attn || !ctx->proj || !ctx->ff_a || !ctx->ff_b || !ctx->dense || !ctx->moe ||
         !ctx->router || !ctx->expert_in || !ctx->expert_out || !ctx->expert_tokens || !ctx->expert_gates ||
-        !ctx->expert_fill || !ctx->thread_row || !ctx->thread_score) {
+        !ctx->expert_fill || !ctx->thread_row || !ctx->thread_score || !ctx->act_q8_0 || !ctx->act_q8_k) {
         grok_context_free(ctx);
         return g2_fail(err, "out of memory for a context of %u positions (KV cache %zu MiB)", params->n_ctx,
                        2 * kv_bytes >> 20);
@@ -406,7 +482,7 @@ void grok_context_free(grok_context *ctx) {
     void *buffers[] = {ctx->k_cache, ctx->v_cache, ctx->inv_freq, ctx->h, ctx->normed, ctx->q, ctx->k, ctx->v,
                        ctx->attn, ctx->proj, ctx->ff_a, ctx->ff_b, ctx->dense, ctx->moe, ctx->router,
                        ctx->expert_in, ctx->expert_out, ctx->expert_tokens, ctx->expert_gates, ctx->expert_fill,
-                       ctx->thread_row, ctx->thread_score};
+                       ctx->thread_row, ctx->thread_score, ctx->act_q8_0, ctx->act_q8_k};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     free(ctx);
 }

@@ -22,17 +22,41 @@ static const subcommand subcommands[] = {
     {"chat", cmd_chat, "chat in Grok-2's format, on a terminal or a pipe"},
     {"perplexity", cmd_perplexity, "perplexity of a text file; KL divergence against a saved base"},
     {"tokenize", cmd_tokenize, "show the token ids and pieces of a text"},
+    {"bench", cmd_bench, "prompt and generation speed, bandwidth yield; --kernels for the kernels"},
 };
+
+/* `--isa NAME` may stand anywhere: it picks the kernel table before any command runs. */
+static int take_isa_flag(int *argc, char **argv) {
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--isa")) continue;
+        if (i + 1 >= *argc) {
+            fprintf(stderr, "grok2: --isa needs a name: scalar, avx2, avx512, avx512vnni, neon, neondot\n");
+            return -1;
+        }
+        char msg[256];
+        if (simd_kernels_init(argv[i + 1], msg, sizeof msg)) {
+            fprintf(stderr, "grok2: --isa %s: %s\n", argv[i + 1], msg);
+            return -1;
+        }
+        memmove(argv + i, argv + i + 2, (size_t)(*argc - i - 1) * sizeof *argv); /* keeps argv[argc] NULL */
+        *argc -= 2;
+        i--;
+    }
+    return 0;
+}
 
 static void usage(FILE *out) {
     fprintf(out, "usage: grok2 COMMAND [ARGS]\n\n"
                  "Run xAI's Grok-2 on a CPU workstation from a 4-bit GGUF file.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         fprintf(out, "  %-12s %s\n", subcommands[i].name, subcommands[i].summary);
-    fprintf(out, "\n`grok2 COMMAND --help` describes one command.\n");
+    fprintf(out, "\n`grok2 COMMAND --help` describes one command. `--isa NAME` anywhere (or GROK2_ISA=NAME)\n"
+                 "forces a kernel set: scalar, avx2, avx512, avx512vnni, neon, neondot; `grok2 info --cpu`\n"
+                 "shows what this CPU has.\n");
 }
 
 int main(int argc, char **argv) {
+    if (take_isa_flag(&argc, argv)) return 2;
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -225,3 +225,18 @@ void grok_model_free(grok_model *m) {
     free(m->norm_storage);
     free(m);
 }
+
+static double matrix_bytes(const weight_matrix *w) { return (double)w->row_bytes * (double)w->rows; }
+
+double grok_model_bytes_per_token(const grok_model *m) {
+    const grok_hparams *hp = &m->hp;
+    double bytes = (double)m->embedding.row_bytes + matrix_bytes(&m->output) + 4.0 * hp->n_embd;
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        const grok_layer *L = &m->layers[l];
+        bytes += matrix_bytes(&L->q) + matrix_bytes(&L->k) + matrix_bytes(&L->v) + matrix_bytes(&L->o);
+        bytes += matrix_bytes(&L->gate) + matrix_bytes(&L->up) + matrix_bytes(&L->down) + matrix_bytes(&L->router);
+        bytes += 4.0 * 4 * hp->n_embd; /* the four norms */
+        bytes += (double)hp->n_expert_used * (L->gate_exps_slab + L->up_exps_slab + L->down_exps_slab);
+    }
+    return bytes;
+}

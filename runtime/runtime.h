@@ -19,6 +19,10 @@ void thread_pool_free(thread_pool *pool);
 int thread_pool_size(const thread_pool *pool);
 void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_tasks);
 
+/* Best of `repetitions` all-thread reads of a fresh buffer of `bytes`, in GB/s (0 if the buffer
+ * cannot be had). */
+double measure_read_bandwidth(thread_pool *pool, size_t bytes, int repetitions);
+
 /* ---- the model ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -60,6 +64,9 @@ typedef struct {
  * the reference semantics (see semantics[]). */
 int grok_model_load(grok_model **out, const char *path, g2_error *err);
 int grok_model_bind(grok_model **out, gguf_file *file, g2_error *err); /* takes ownership of file */
+/* Bytes of weights one decoded token reads: one embedding row, every always-on matrix and norm,
+ * and expert_used of expert_count expert slabs per layer. */
+double grok_model_bytes_per_token(const grok_model *m);
 void grok_model_free(grok_model *m);
 
 /* ---- evaluation --------------------------------------------------------------------------- */
@@ -132,6 +139,8 @@ int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 /* `grok2 perplexity`: chunked perplexity, KL divergence against a saved base. */
 int cmd_perplexity(int argc, char **argv);
+/* `grok2 bench`: prompt and generation speed, and the bandwidth yield. */
+int cmd_bench(int argc, char **argv);
 /* `grok2 tokenize`: ids and pieces of a text. */
 int cmd_tokenize(int argc, char **argv);
 

@@ -11,7 +11,8 @@
 
 #include "runtime.h"
 
-#define SPIN_ROUNDS 200000 /* ~ a few hundred microseconds of polling before sleeping */
+#define SPIN_ROUNDS 20000 /* ~ 0.1-1 ms of polling before a worker sleeps */
+#define CALLER_SPIN_ROUNDS 2000 /* then the caller yields: a descheduled worker needs the core */
 
 struct thread_pool {
     int n_threads; /* including the caller */
@@ -145,6 +146,6 @@ void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_ta
     drain_tasks(pool, 0);
     /* every worker must have left drain_tasks before the job's fields are reused */
     for (int spin = 0; atomic_load_explicit(&pool->busy_workers, memory_order_acquire) > 0; spin++)
-        if (spin < SPIN_ROUNDS) cpu_relax();
+        if (spin < CALLER_SPIN_ROUNDS) cpu_relax();
         else sched_yield();
 }

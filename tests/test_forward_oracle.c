@@ -168,10 +168,11 @@ Test(forward_oracle, tiny_synth_matches_oracle_over_1100_tokens, .timeout = 600)
     char hf[512];
     snprintf(hf, sizeof hf, "%s/hf", dir);
     run_ok("synth", harness_run("%s synth tiny -o %s --seed 7", harness_grok2(), hf));
-    /* measured: bf16 top-1 1.0000 KL 3.0e-6; q8_0 0.9436 8.3e-3; q4_k_m 0.6345 0.549. The synthetic
+    /* measured (activations quantized to Q8_0/Q8_K, f16 KV cache): bf16 top-1 1.0000 KL 3.0e-6;
+     * q8_0 0.9236 1.34e-2; q4_k_m 0.6355 0.557. The synthetic
      * weights are random and scaled so the caps bite (logits reach the +-50 cap, routing flips
      * on small perturbations): far more sensitive to weight noise than a trained model. */
-    static const quantized_bound bounds[3] = {{"bf16", 0.995, 1e-5}, {"q8_0", 0.92, 0.011}, {"q4_k_m", 0.60, 0.65}};
+    static const quantized_bound bounds[3] = {{"bf16", 0.995, 1e-5}, {"q8_0", 0.90, 0.016}, {"q4_k_m", 0.60, 0.65}};
     check_against_oracle(dir, hf, 1100, 256, bounds);
     free(dir);
 }
@@ -187,9 +188,66 @@ Test(forward_oracle, numpy_checkpoint_other_heads_and_experts_matches_oracle, .t
                               "--set num_key_value_heads=3 --set head_dim=64 --set hidden_size=384 "
                               "--set num_local_experts=6 --set num_experts_per_tok=2 --set attn_temperature_len=64",
                        harness_root(), hf));
-    /* measured: bf16 top-1 0.995 KL 1.0e-4 (the f16 KV cache alone); q8_0 0.96 4.6e-3;
-     * q4_k_m 0.42 0.365 */
-    static const quantized_bound bounds[3] = {{"bf16", 0.985, 2e-4}, {"q8_0", 0.94, 0.006}, {"q4_k_m", 0.38, 0.45}};
+    /* measured: bf16 top-1 0.995 KL 1.0e-4 (the f16 KV cache alone); q8_0 0.905 7.2e-3;
+     * q4_k_m 0.425 0.365 */
+    static const quantized_bound bounds[3] = {{"bf16", 0.985, 2e-4}, {"q8_0", 0.88, 0.009}, {"q4_k_m", 0.38, 0.45}};
     check_against_oracle(dir, hf, 200, 512, bounds);
+    free(dir);
+}
+
+/* Fraction of positions whose logits agree to rel of the largest |logit|. */
+static double share_within(const logits_table *a, const logits_table *b, double rel) {
+    int close = 0;
+    for (int p = 0; p < a->n_pos; p++) {
+        const double *x = a->logits + (size_t)p * a->n_vocab, *y = b->logits + (size_t)p * b->n_vocab;
+        double max_abs = 0, max_diff = 0;
+        for (int v = 0; v < a->n_vocab; v++) max_abs = fmax(max_abs, fabs(y[v])), max_diff = fmax(max_diff, fabs(x[v] - y[v]));
+        close += max_diff <= rel * max_abs;
+    }
+    return (double)close / a->n_pos;
+}
+
+/* Every kernel set this CPU runs gives the scalar reference's logits: integer dots are exact and
+ * only float summation order differs, so positions agree to float rounding. Some positions
+ * differ more where that rounding decides a tie in the router: the synthetic router saturates
+ * its 30*tanh cap, so experts tie to the last bit; a kernel bug would move every position. */
+Test(forward_oracle, every_runnable_isa_gives_the_scalar_logits, .timeout = 300) {
+    char *dir = harness_tmpdir("oracle-isa");
+    char tokens[512];
+    snprintf(tokens, sizeof tokens, "%s/tokens.txt", dir);
+    write_tokens(tokens, 48, 256, 9);
+    harness_result cpu = harness_run("%s info --cpu", harness_grok2());
+    cr_assert_eq(cpu.status, 0, "%s", cpu.err);
+    const char *runnable = strstr(cpu.out, "runnable: ");
+    cr_assert(runnable, "%s", cpu.out);
+    static const char *const types[] = {"f32", "q8_0", "q4_k_m", "q4_0", "iq4_nl", "q5_k"};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        char gguf[600], tag[64];
+        snprintf(gguf, sizeof gguf, "%s/%s.gguf", dir, types[t]);
+        run_ok("synth", harness_run("%s synth tiny --gguf %s -o %s --seed 3", harness_grok2(), types[t], gguf));
+        snprintf(tag, sizeof tag, "%s-scalar", types[t]);
+        logits_table ref = our_logits(dir, gguf, tokens, tag, "--isa scalar --kv-type f32");
+        char names[256];
+        snprintf(names, sizeof names, "%s", runnable + 10);
+        char *save = NULL; /* read_logits uses strtok */
+        for (char *isa = strtok_r(names, " )\n", &save); isa; isa = strtok_r(NULL, " )\n", &save)) {
+            if (!strcmp(isa, "scalar")) continue;
+            char extra[64];
+            snprintf(extra, sizeof extra, "--isa %s --kv-type f32", isa);
+            snprintf(tag, sizeof tag, "%s-%s", types[t], isa);
+            logits_table got = our_logits(dir, gguf, tokens, tag, extra);
+            comparison c = compare(&got, &ref);
+            double close = share_within(&got, &ref, 1e-5);
+            cr_log_info("%s on %s: %.0f%% of positions within 1e-5, top-1 %.3f, KL %.3g", types[t], isa, 100 * close,
+                        c.top1_agreement, c.mean_kl);
+            /* measured: 100% for most types, 52-58% for iq4_nl and q5_k (ties), ~0% for a broken kernel */
+            cr_expect_geq(close, 0.45, "%s on %s: only %.0f%% of positions match scalar", types[t], isa, 100 * close);
+            cr_expect_geq(c.top1_agreement, 0.9, "%s on %s: top-1 agreement %.3f", types[t], isa, c.top1_agreement);
+            cr_expect_lt(c.mean_kl, 0.05, "%s on %s: mean KL %.3g", types[t], isa, c.mean_kl);
+            free(got.logits);
+        }
+        free(ref.logits);
+    }
+    harness_result_free(&cpu);
     free(dir);
 }

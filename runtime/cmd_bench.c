@@ -1,0 +1,197 @@
+/* `grok2 bench`: prompt processing and generation speed like llama-bench (mean +- stddev over
+ * repetitions), plus what decides decode speed on a CPU: the bytes of weights read per generated
+ * token and the bandwidth yield, generation tokens/s x bytes per token / the read bandwidth
+ * measured in the same run by the same program. `--kernels` runs the kernel benchmark. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime.h"
+
+static void bench_usage(FILE *out) {
+    fprintf(out,
+            "usage: grok2 bench -m MODEL.gguf [options]\n"
+            "       grok2 bench --kernels [--help for its options]\n\n"
+            "Measures prompt processing (pp) and generation (tg) in tokens/s on random token ids,\n"
+            "the bytes of weights read per generated token, the memory read bandwidth of this\n"
+            "machine (measured in the same run) and the bandwidth yield: tg tokens/s x bytes per\n"
+            "token / read bandwidth (1.0 = decode at the memory-bandwidth limit).\n\n"
+            "  -m, --model FILE   GGUF model\n"
+            "  -p N               prompt tokens per pp run (default 512; 0 skips pp)\n"
+            "  -n N               generated tokens per tg run (default 128; 0 skips tg)\n"
+            "  -r N               repetitions (default 3)\n"
+            "  --depth N          tokens already in the KV cache before each run (default 0)\n"
+            "  -t, --threads N    threads (default: all cores)\n"
+            "  --kv-type T        KV cache type: f16 (default), f32, bf16\n"
+            "  --json             one JSON object instead of the table\n"
+            "  --kernels          per-kernel GB/s against the read bandwidth (see --kernels --help)\n");
+}
+
+typedef struct {
+    const char *model;
+    uint32_t prompt, generate, repetitions, depth;
+    bool json;
+    grok_context_params ctx;
+} bench_options;
+
+static int parse_bench_options(int argc, char **argv, bench_options *o) {
+    o->prompt = 512, o->generate = 128, o->repetitions = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            bench_usage(stdout);
+            exit(0);
+        }
+        if (!strcmp(a, "--json")) {
+            o->json = true;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "grok2 bench: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
+            return -1;
+        }
+        const char *value = argv[++i];
+        char *end = NULL;
+        unsigned long n = strtoul(value, &end, 10);
+        bool numeric = end && !*end && end != value && value[0] != '-' && n <= UINT32_MAX;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            o->model = value;
+        } else if (!strcmp(a, "--kv-type")) {
+            if (kv_cache_type_parse(value, &o->ctx.kv_type)) {
+                fprintf(stderr, "grok2 bench: --kv-type is f16, f32 or bf16, not '%s'\n", value);
+                return -1;
+            }
+        } else if (!numeric) {
+            fprintf(stderr, "grok2 bench: %s wants a non-negative integer, got '%s'\n", a, value);
+            return -1;
+        } else if (!strcmp(a, "-p")) {
+            o->prompt = (uint32_t)n;
+        } else if (!strcmp(a, "-n")) {
+            o->generate = (uint32_t)n;
+        } else if (!strcmp(a, "-r")) {
+            o->repetitions = n ? (uint32_t)n : 1;
+        } else if (!strcmp(a, "--depth")) {
+            o->depth = (uint32_t)n;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            o->ctx.n_threads = (int)n;
+        } else {
+            fprintf(stderr, "grok2 bench: unknown option '%s'\n", a);
+            return -1;
+        }
+    }
+    if (!o->model) {
+        fprintf(stderr, "grok2 bench: -m MODEL is required\n");
+        return -1;
+    }
+    return 0;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    double mean, stddev;
+} stat;
+
+static stat stats(const double *x, uint32_t n) {
+    double mean = 0, var = 0;
+    for (uint32_t i = 0; i < n; i++) mean += x[i] / n;
+    for (uint32_t i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+    return (stat){mean, n > 1 ? sqrt(var / (n - 1)) : 0};
+}
+
+int cmd_bench(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--kernels")) {
+            argv[i] = argv[0]; /* hand the rest to the kernel benchmark */
+            return bench_kernels(argc - i, argv + i);
+        }
+    bench_options o = {0};
+    if (parse_bench_options(argc, argv, &o)) {
+        bench_usage(stderr);
+        return 2;
+    }
+    g2_error err;
+    int rc = 1;
+    grok_model *model = NULL;
+    grok_context *ctx = NULL;
+    int32_t *tokens = NULL;
+    float *logits = NULL;
+    double *pp = calloc(o.repetitions, sizeof *pp), *tg = calloc(o.repetitions, sizeof *tg);
+    if (grok_model_load(&model, o.model, &err)) goto done;
+    uint32_t need = o.depth + (o.prompt > o.generate ? o.prompt : o.generate);
+    o.ctx.n_ctx = need > 0 ? need : 1;
+    if (o.ctx.n_ctx > model->hp.n_ctx_train) {
+        g2_fail(&err, "depth + tokens = %u exceeds the model's context of %u", need, model->hp.n_ctx_train);
+        goto done;
+    }
+    if (grok_context_new(&ctx, model, &o.ctx, &err)) goto done;
+    uint32_t vocab = model->hp.n_vocab, n_tokens = need > 0 ? need : 1;
+    tokens = malloc(n_tokens * sizeof *tokens);
+    logits = malloc(vocab * sizeof *logits);
+    if (!tokens || !logits || !pp || !tg) {
+        g2_fail(&err, "out of memory");
+        goto done;
+    }
+    uint64_t seed = 0x243F6A8885A308D3ull;
+    for (uint32_t i = 0; i < n_tokens; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = (int32_t)((seed >> 33) % vocab);
+    }
+    /* the same pool measures the bandwidth that the decode is judged against */
+    thread_pool *pool = thread_pool_new(o.ctx.n_threads);
+    double bandwidth = pool ? measure_read_bandwidth(pool, (size_t)1 << 30, 3) : 0;
+    int threads = pool ? thread_pool_size(pool) : 0;
+    thread_pool_free(pool);
+    if (o.depth && grok_eval(ctx, tokens, o.depth, 0, logits, false, &err)) goto done;
+    if (o.generate && grok_eval(ctx, tokens + o.depth, 1, o.depth, logits, false, &err)) goto done; /* warm-up */
+    for (uint32_t r = 0; r < o.repetitions; r++) {
+        if (o.prompt) {
+            double t0 = now_seconds();
+            if (grok_eval(ctx, tokens + o.depth, o.prompt, o.depth, logits, false, &err)) goto done;
+            pp[r] = o.prompt / (now_seconds() - t0);
+        }
+        if (o.generate) {
+            double t0 = now_seconds();
+            for (uint32_t i = 0; i < o.generate; i++)
+                if (grok_eval(ctx, tokens + o.depth + i, 1, o.depth + i, logits, false, &err)) goto done;
+            tg[r] = o.generate / (now_seconds() - t0);
+        }
+    }
+    stat spp = stats(pp, o.repetitions), stg = stats(tg, o.repetitions);
+    double per_token = grok_model_bytes_per_token(model);
+    double yield = bandwidth > 0 ? stg.mean * per_token / (bandwidth * 1e9) : 0;
+    if (o.json) {
+        printf("{\"model\": \"%s\", \"threads\": %d, \"depth\": %u, \"kv_type\": \"%s\", \"pp_tokens\": %u, "
+               "\"pp_tokens_per_s\": %.3f, \"pp_stddev\": %.3f, \"tg_tokens\": %u, \"tg_tokens_per_s\": %.3f, "
+               "\"tg_stddev\": %.3f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbps\": %.3f, "
+               "\"bandwidth_yield\": %.4f, \"repetitions\": %u}\n",
+               o.model, threads, o.depth, kv_cache_type_name(o.ctx.kv_type), o.prompt, spp.mean, spp.stddev,
+               o.generate, stg.mean, stg.stddev, per_token, bandwidth, yield, o.repetitions);
+    } else {
+        printf("model            %s\n", o.model);
+        printf("threads          %d, depth %u, KV cache %s, %u repetitions\n", threads, o.depth,
+               kv_cache_type_name(o.ctx.kv_type), o.repetitions);
+        if (o.prompt) printf("pp%-5u          %10.2f +- %.2f tokens/s\n", o.prompt, spp.mean, spp.stddev);
+        if (o.generate) printf("tg%-5u          %10.2f +- %.2f tokens/s\n", o.generate, stg.mean, stg.stddev);
+        printf("read per token   %10.3f GB of weights\n", per_token / 1e9);
+        printf("read bandwidth   %10.2f GB/s (measured now, %d threads)\n", bandwidth, threads);
+        if (o.generate) printf("bandwidth yield  %10.3f (tg x bytes per token / bandwidth)\n", yield);
+        if (o.prompt && o.generate) printf("pp / tg          %10.2f\n", spp.mean / stg.mean);
+    }
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "grok2 bench: %s\n", err.msg);
+    free(pp);
+    free(tg);
+    free(tokens);
+    free(logits);
+    grok_context_free(ctx);
+    grok_model_free(model);
+    return rc;
+}

@@ -1,0 +1,373 @@
+/* `grok2 bench --kernels`: how close each matvec kernel comes to the memory bandwidth. Decode
+ * is memory-bound, so the figure that matters is GB/s of weights processed next to the read
+ * bandwidth the same machine gives the same program in the same run:
+ *   - one buffer larger than the last-level cache (default max(256 MiB, 2 x LLC)) is filled
+ *     once (first touch by the threads that will read it) and reused as the weight matrix of
+ *     every type (8192 columns, as many rows as fit), with its scale fields made sane;
+ *   - read bandwidth: every thread sums its slice of the buffer with 16-byte loads;
+ *   - each kernel: matvec over all rows, one thread, then all threads (static row split),
+ *     best of --reps; "matmul xN" rows run the small-batch kernel on N activation columns.
+ * Prototype (simd/simd.h): int bench_kernels(int argc, char **argv). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../simd/simd.h"
+
+#define BENCH_COLS 8192 /* Grok-2's hidden size */
+
+typedef struct {
+    const char *name;
+    uint32_t type;
+    size_t block_bytes;
+    int64_t block;
+} bench_type;
+
+static const bench_type bench_types[] = {
+    {"q4_0", SIMD_TYPE_Q4_0, 18, 32},     {"q4_1", SIMD_TYPE_Q4_1, 20, 32},  {"q8_0", SIMD_TYPE_Q8_0, 34, 32},
+    {"iq4_nl", SIMD_TYPE_IQ4_NL, 18, 32}, {"q4_K", SIMD_TYPE_Q4_K, 144, 256}, {"q5_K", SIMD_TYPE_Q5_K, 176, 256},
+    {"q6_K", SIMD_TYPE_Q6_K, 210, 256},   {"bf16", SIMD_TYPE_BF16, 2, 1},    {"f16", SIMD_TYPE_F16, 2, 1},
+    {"f32", SIMD_TYPE_F32, 4, 1},
+};
+#define N_BENCH_TYPES (int)(sizeof bench_types / sizeof bench_types[0])
+
+/* ---- a minimal fork-join over pthreads: every thread runs job(thread) between two barriers -- */
+
+typedef struct bench_pool bench_pool;
+typedef void (*bench_job)(bench_pool *pool, int thread);
+struct bench_pool {
+    int threads, active; /* threads >= active: the others sit the round out */
+    pthread_t *ids;
+    pthread_barrier_t start, done;
+    bench_job job;
+    bool quit;
+    /* the job's arguments */
+    uint8_t *buf;
+    size_t bytes;
+    const bench_type *type;
+    const simd_type_kernels *kernels;
+    const void *xq;
+    size_t xq_bytes;
+    int ncols;
+    int64_t nrows;
+    size_t row_bytes;
+    float *y;
+    uint64_t sums[256];
+};
+
+static void *pool_worker(void *arg) {
+    bench_pool *pool = ((void **)arg)[0];
+    int thread = (int)(intptr_t)((void **)arg)[1];
+    free(arg);
+    for (;;) {
+        pthread_barrier_wait(&pool->start);
+        if (pool->quit) return NULL;
+        if (thread < pool->active) pool->job(pool, thread);
+        pthread_barrier_wait(&pool->done);
+    }
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Runs job on `active` threads (the caller is thread 0); returns the wall time. */
+static double pool_run(bench_pool *pool, bench_job job, int active) {
+    pool->job = job;
+    pool->active = active;
+    double t0 = now_seconds();
+    pthread_barrier_wait(&pool->start);
+    job(pool, 0);
+    pthread_barrier_wait(&pool->done);
+    return now_seconds() - t0;
+}
+
+static int pool_open(bench_pool *pool, int threads) {
+    memset(pool, 0, sizeof *pool);
+    pool->threads = threads;
+    pool->ids = calloc((size_t)threads, sizeof *pool->ids);
+    if (!pool->ids) return -1;
+    pthread_barrier_init(&pool->start, NULL, (unsigned)threads);
+    pthread_barrier_init(&pool->done, NULL, (unsigned)threads);
+    for (int t = 1; t < threads; t++) {
+        void **arg = malloc(2 * sizeof(void *));
+        if (!arg) return -1;
+        arg[0] = pool;
+        arg[1] = (void *)(intptr_t)t;
+        if (pthread_create(&pool->ids[t], NULL, pool_worker, arg) != 0) return -1;
+    }
+    return 0;
+}
+
+static void pool_close(bench_pool *pool) {
+    pool->quit = true;
+    pthread_barrier_wait(&pool->start);
+    for (int t = 1; t < pool->threads; t++) pthread_join(pool->ids[t], NULL);
+    pthread_barrier_destroy(&pool->start);
+    pthread_barrier_destroy(&pool->done);
+    free(pool->ids);
+}
+
+/* [begin, end) of n items for thread t of `active` */
+static void slice(int64_t n, int t, int active, int64_t *begin, int64_t *end) {
+    *begin = n * t / active;
+    *end = n * (t + 1) / active;
+}
+
+/* ---- the jobs ------------------------------------------------------------------------------ */
+
+static void job_fill(bench_pool *pool, int t) {
+    int64_t b, e, words = (int64_t)(pool->bytes / 8);
+    slice(words, t, pool->active, &b, &e);
+    uint64_t s = 0x9e3779b97f4a7c15ULL * (uint64_t)(t + 1), *p = (uint64_t *)pool->buf;
+    for (int64_t i = b; i < e; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        p[i] = s;
+    }
+}
+
+/* Sane scales: random fp16 bits would include inf and NaN; random floats, subnormals. */
+static void job_fix_scales(bench_pool *pool, int t) {
+    const bench_type *bt = pool->type;
+    int64_t b, e, blocks = (int64_t)(pool->bytes / bt->block_bytes);
+    slice(blocks, t, pool->active, &b, &e);
+    uint8_t *buf = pool->buf;
+    const uint16_t scale = 0x2000; /* 2^-7 */
+    for (int64_t i = b; i < e; i++) {
+        uint8_t *blk = buf + (size_t)i * bt->block_bytes;
+        switch (bt->type) {
+        case SIMD_TYPE_Q4_0:
+        case SIMD_TYPE_Q8_0:
+        case SIMD_TYPE_IQ4_NL: memcpy(blk, &scale, 2); break;
+        case SIMD_TYPE_Q4_1:
+        case SIMD_TYPE_Q4_K:
+        case SIMD_TYPE_Q5_K:
+            memcpy(blk, &scale, 2);
+            memcpy(blk + 2, &scale, 2);
+            break;
+        case SIMD_TYPE_Q6_K: memcpy(blk + 208, &scale, 2); break;
+        case SIMD_TYPE_F32: {
+            uint32_t v;
+            memcpy(&v, blk, 4);
+            v = (v & 0x807fffffu) | 0x3f000000u; /* [0.5, 1) with a random sign */
+            memcpy(blk, &v, 4);
+            break;
+        }
+        case SIMD_TYPE_F16: {
+            uint16_t v;
+            memcpy(&v, blk, 2);
+            v = (uint16_t)((v & 0x83ffu) | 0x3800u);
+            memcpy(blk, &v, 2);
+            break;
+        }
+        case SIMD_TYPE_BF16: {
+            uint16_t v;
+            memcpy(&v, blk, 2);
+            v = (uint16_t)((v & 0x807fu) | 0x3f00u);
+            memcpy(blk, &v, 2);
+            break;
+        }
+        default: break;
+        }
+    }
+}
+
+typedef uint64_t u64x2 __attribute__((vector_size(16)));
+
+static void job_read(bench_pool *pool, int t) {
+    int64_t b, e, vecs = (int64_t)(pool->bytes / 64);
+    slice(vecs, t, pool->active, &b, &e);
+    const u64x2 *p = (const u64x2 *)pool->buf;
+    u64x2 a0 = {0, 0}, a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = b; i < e; i++) { /* one cache line per step, four independent sums */
+        a0 += p[4 * i];
+        a1 += p[4 * i + 1];
+        a2 += p[4 * i + 2];
+        a3 += p[4 * i + 3];
+    }
+    u64x2 s = a0 + a1 + a2 + a3;
+    pool->sums[t] = s[0] + s[1]; /* keeps the loads alive */
+}
+
+static void job_matvec(bench_pool *pool, int t) {
+    int64_t b, e;
+    slice(pool->nrows, t, pool->active, &b, &e);
+    if (e <= b) return;
+    const uint8_t *w = pool->buf + (size_t)b * pool->row_bytes;
+    if (pool->ncols == 1)
+        pool->kernels->matvec(BENCH_COLS, e - b, w, pool->row_bytes, pool->xq, pool->y + b);
+    else
+        pool->kernels->matmul(BENCH_COLS, e - b, w, pool->row_bytes, pool->ncols, pool->xq, pool->xq_bytes, pool->y + b,
+                              (size_t)pool->nrows);
+}
+
+/* ---- measuring -------------------------------------------------------------------------------- */
+
+static double best_time(bench_pool *pool, bench_job job, int active, int reps) {
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t = pool_run(pool, job, active);
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+typedef struct {
+    char name[32];
+    double gbps_one, gbps_all;
+} bench_row;
+
+static void usage(const char *cmd) {
+    fprintf(stderr,
+            "usage: %s --kernels [--mb N] [--threads N] [--isa NAME] [--reps N] [--batch N] [--json]\n"
+            "  GB/s of weights per kernel (matvec, and matmul on --batch columns, default 8) with one\n"
+            "  thread and with all threads, next to the read bandwidth measured in the same run.\n"
+            "  --mb: matrix size (default max(256, 2 x last-level cache)); --isa: kernels to use.\n",
+            cmd);
+}
+
+int bench_kernels(int argc, char **argv) {
+    const char *cmd = argc > 0 ? argv[0] : "bench";
+    long mb = 0, threads = sysconf(_SC_NPROCESSORS_ONLN), reps = 3, batch = 8;
+    const char *isa = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--kernels") == 0) continue;
+        if (strcmp(a, "--json") == 0) json = true;
+        else if (strcmp(a, "--mb") == 0 && i + 1 < argc) mb = atol(argv[++i]);
+        else if (strcmp(a, "--threads") == 0 && i + 1 < argc) threads = atol(argv[++i]);
+        else if (strcmp(a, "--reps") == 0 && i + 1 < argc) reps = atol(argv[++i]);
+        else if (strcmp(a, "--batch") == 0 && i + 1 < argc) batch = atol(argv[++i]);
+        else if (strcmp(a, "--isa") == 0 && i + 1 < argc) isa = argv[++i];
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(cmd);
+            return 0;
+        } else {
+            fprintf(stderr, "%s: unknown or incomplete option '%s'\n", cmd, a);
+            usage(cmd);
+            return 2;
+        }
+    }
+    if (threads < 1 || threads > 256 || reps < 1 || batch < 1 || batch > 64 || mb < 0) {
+        fprintf(stderr, "%s: --threads must be 1..256, --reps >= 1, --batch 1..64, --mb >= 0\n", cmd);
+        return 2;
+    }
+    const simd_kernels *k = simd_kernels_get();
+    if (isa) {
+        simd_cpu_info cpu;
+        simd_cpu_detect(&cpu);
+        char msg[400];
+        k = simd_kernels_choose(isa, &cpu, msg, sizeof msg);
+        if (!k) {
+            fprintf(stderr, "%s: %s\n", cmd, msg);
+            return 2;
+        }
+    }
+    long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (llc <= 0) llc = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    size_t bytes = mb > 0 ? (size_t)mb << 20 : (size_t)256 << 20;
+    if (mb == 0 && llc > 0 && (size_t)llc * 2 > bytes) bytes = (size_t)llc * 2;
+    bytes = (bytes + (2u << 20) - 1) & ~(((size_t)2 << 20) - 1);
+
+    uint8_t *buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED) {
+        fprintf(stderr, "%s: cannot map %zu MiB for the weights\n", cmd, bytes >> 20);
+        return 1;
+    }
+    madvise(buf, bytes, MADV_HUGEPAGE); /* fewer TLB misses while streaming; advisory */
+    bench_pool pool;
+    if (pool_open(&pool, (int)threads) != 0) {
+        fprintf(stderr, "%s: cannot start %ld threads\n", cmd, threads);
+        munmap(buf, bytes);
+        return 1;
+    }
+    pool.buf = buf;
+    pool.bytes = bytes;
+    pool_run(&pool, job_fill, (int)threads); /* first touch by the threads that read */
+
+    /* activations: 8192 floats per column, quantized per type below */
+    float *x = malloc((size_t)BENCH_COLS * (size_t)batch * sizeof(float));
+    void *xq = malloc((size_t)BENCH_COLS * (size_t)batch * sizeof(float));
+    int64_t max_rows = (int64_t)(bytes / (BENCH_COLS / 32 * 18)) + 1;
+    float *y = malloc((size_t)max_rows * (size_t)batch * sizeof(float));
+    if (!x || !xq || !y) {
+        fprintf(stderr, "%s: out of memory\n", cmd);
+        return 1;
+    }
+    uint64_t s = 12345;
+    for (long i = 0; i < BENCH_COLS * batch; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = (float)((double)(s >> 11) * 0x1p-53 * 2 - 1);
+    }
+    pool.xq = xq;
+    pool.y = y;
+
+    pool_run(&pool, job_read, (int)threads); /* warm up */
+    double read_one = (double)bytes / best_time(&pool, job_read, 1, (int)reps) / 1e9;
+    double read_all = (double)bytes / best_time(&pool, job_read, (int)threads, (int)reps) / 1e9;
+
+    bench_row rows[2 * N_BENCH_TYPES];
+    int nrows_out = 0;
+    for (int ti = 0; ti < N_BENCH_TYPES; ti++) {
+        const bench_type *bt = &bench_types[ti];
+        const simd_type_kernels *tk = simd_type_kernels_get(k, bt->type);
+        if (!tk) continue;
+        pool.type = bt;
+        pool_run(&pool, job_fix_scales, (int)threads);
+        pool.kernels = tk;
+        pool.row_bytes = (size_t)(BENCH_COLS / bt->block) * bt->block_bytes;
+        pool.nrows = (int64_t)(bytes / pool.row_bytes);
+        pool.xq_bytes = simd_act_row_bytes(tk->act_type, BENCH_COLS);
+        for (long c = 0; c < batch; c++)
+            tk->quantize(x + c * BENCH_COLS, (uint8_t *)xq + (size_t)c * pool.xq_bytes, BENCH_COLS);
+        double weights = (double)pool.nrows * (double)pool.row_bytes;
+        for (int mode = 0; mode < 2; mode++) {
+            pool.ncols = mode == 0 ? 1 : (int)batch;
+            if (mode == 1 && batch == 1) break;
+            bench_row *row = &rows[nrows_out++];
+            if (mode == 0)
+                snprintf(row->name, sizeof row->name, "%s matvec", bt->name);
+            else
+                snprintf(row->name, sizeof row->name, "%s matmul x%ld", bt->name, batch);
+            row->gbps_one = weights / best_time(&pool, job_matvec, 1, (int)reps) / 1e9;
+            row->gbps_all = weights / best_time(&pool, job_matvec, (int)threads, (int)reps) / 1e9;
+        }
+    }
+
+    char cpu_line[512];
+    simd_describe(cpu_line, sizeof cpu_line);
+    if (json) {
+        printf("{\"isa\": \"%s\", \"threads\": %ld, \"matrix_mib\": %zu, \"columns\": %d, \"llc_bytes\": %ld,\n", k->name,
+               threads, bytes >> 20, BENCH_COLS, llc);
+        printf(" \"read_gbps\": {\"one_thread\": %.2f, \"all_threads\": %.2f},\n \"kernels\": [\n", read_one, read_all);
+        for (int i = 0; i < nrows_out; i++)
+            printf("  {\"kernel\": \"%s\", \"gbps_one_thread\": %.2f, \"gbps_all_threads\": %.2f, "
+                   "\"fraction_of_read_one\": %.3f, \"fraction_of_read_all\": %.3f}%s\n",
+                   rows[i].name, rows[i].gbps_one, rows[i].gbps_all, rows[i].gbps_one / read_one,
+                   rows[i].gbps_all / read_all, i + 1 < nrows_out ? "," : "");
+        printf(" ]}\n");
+    } else {
+        printf("%s\n", cpu_line);
+        printf("kernels: %s, %ld threads, weights %zu MiB (last-level cache %ld MiB), %d columns, best of %ld\n\n",
+               k->name, threads, bytes >> 20, llc > 0 ? llc >> 20 : -1, BENCH_COLS, reps);
+        printf("%-18s %12s %12s %10s %10s\n", "kernel", "1 thr GB/s", "all GB/s", "1 thr/rd", "all/rd");
+        printf("%-18s %12.2f %12.2f %10s %10s\n", "memory read", read_one, read_all, "1.00", "1.00");
+        for (int i = 0; i < nrows_out; i++)
+            printf("%-18s %12.2f %12.2f %10.2f %10.2f\n", rows[i].name, rows[i].gbps_one, rows[i].gbps_all,
+                   rows[i].gbps_one / read_one, rows[i].gbps_all / read_all);
+        printf("\nmatmul xN: GB/s of weights, each weight used for N columns (prefill; compute-bound)\n");
+    }
+    pool_close(&pool);
+    free(x);
+    free(xq);
+    free(y);
+    munmap(buf, bytes);
+    return 0;
+}

@@ -1,0 +1,463 @@
+/* Dot kernels, AVX2 + FMA + F16C, and the avx2 table. The K-quant, Q8_0 and float kernels are
+ * always-inline tiles (R rows x C columns, simd_internal.h) that the shared drivers turn into
+ * matvec and matmul; the 4-bit 32-blocks have their own drivers around activations prepared
+ * once per call. Integer products: _mm256_maddubs_epi16 multiplies unsigned by signed bytes
+ * and adds pairs into int16, _mm256_madd_epi16 then adds pairs into int32 (by 1, or by the
+ * sub-block scales). Neither saturates here: the unsigned side is at most 128 (a nibble, a
+ * 5/6-bit quant, or |int8|) and the signed side an activation in [-127, 127], so a pair is at
+ * most 2 * 128 * 127 < 32767. Each block's int32 lane sums are converted to float and scaled by
+ * d_w * d_x with one FMA per lane: exact integers, one rounding per product. Every kernel
+ * prefetches one tile of rows ahead (simd_internal.h). */
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+
+#include "kquant_x86.h"
+
+SIMD_DECLARE_QUANTIZE(avx2)
+SIMD_DECLARE_VECMATH(avx2)
+
+static inline float half_f32(g2_half h) { return _cvtsh_ss(h); }
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* sum of u[i] * s[i] over each 4 bytes -> 8 int32 (see the bound above) */
+static inline __m256i dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+#define TILE_BEGIN                              \
+    __m256 acc[4][4];                           \
+    SIMD_UNROLL for (int r = 0; r < R; r++)     \
+        SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+#define TILE_END                                \
+    SIMD_UNROLL for (int r = 0; r < R; r++)     \
+        SIMD_UNROLL for (int c = 0; c < C; c++) y[c * ys + r] = hsum(acc[r][c]);
+
+/* ---- 4-bit 32-blocks x Q8_0: pairs of blocks against prepared activations ----------------- */
+/* Q4_0, Q4_1 and IQ4_NL put one block in each 128-bit half of a register: its 16 packed bytes
+ * give two planes, the low nibbles (elements 0..15) and the high (16..31). The activation side
+ * is prepared once per call in the matching shape, x[0..15] and x[16..31] of each block per
+ * half, with each lane's integer start value (-8 sum x for Q4_0) and its scale dx, so a row
+ * pays only for its own bytes. A pair's two weight scales come from one 32-byte load at its
+ * start: a byte shuffle spreads each d over its half and a qword permute packs them for one
+ * fp16 conversion. */
+
+#define PAIRS_MV 128 /* pairs prepared at once by matvec: 8192 weights, 20 KB of stack */
+#define PAIRS_MM 32  /* by matmul, per column (4 columns at a time): 2048 weights, 20 KB */
+
+typedef enum { K_Q4_0, K_Q4_1, K_IQ4_NL } nibble_kind;
+
+typedef struct {
+    __m256i lo, hi; /* x[0..15] | x[16..31] of block 0 in the low half, block 1 in the high */
+    __m256i init;   /* each lane's integer start value */
+    __m256 dx;      /* each lane's activation scale */
+    __m256 sumx;    /* Q4_1: sum of x per lane, as float (for the min term) */
+} xpair;
+
+static inline size_t nibble_bytes(nibble_kind kind) { return kind == K_Q4_1 ? sizeof(block_q4_1) : sizeof(block_q4_0); }
+
+/* Activations of blocks xb[0 .. count-1] (count 1 or 2; a missing block counts as zero). */
+SIMD_ALWAYS_INLINE void prep_pair(const nibble_kind kind, const block_q8_0 *xb, int count, xpair *p) {
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m128i lo1 = _mm_setzero_si128(), hi1 = _mm_setzero_si128();
+    float d1 = 0;
+    if (count > 1) {
+        lo1 = _mm_loadu_si128((const __m128i *)xb[1].qs);
+        hi1 = _mm_loadu_si128((const __m128i *)(xb[1].qs + 16));
+        d1 = half_f32(xb[1].d);
+    }
+    p->lo = _mm256_set_m128i(lo1, _mm_loadu_si128((const __m128i *)xb[0].qs));
+    p->hi = _mm256_set_m128i(hi1, _mm_loadu_si128((const __m128i *)(xb[0].qs + 16)));
+    __m256i sum = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(ones, p->lo), _mm256_maddubs_epi16(ones, p->hi)),
+                                    _mm256_set1_epi16(1));
+    p->init = kind == K_Q4_0 ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 3)) : _mm256_setzero_si256();
+    p->dx = _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(half_f32(xb[0].d)));
+    p->sumx = kind == K_Q4_1 ? _mm256_cvtepi32_ps(sum) : _mm256_setzero_ps();
+}
+
+/* [d0 x4 | d1 x4] (and for Q4_1 [m0 x4 | m1 x4]) from the 32 bytes at a pair's start. */
+SIMD_ALWAYS_INLINE __m256 pair_scales(const nibble_kind kind, const uint8_t *b0, __m256 *mins) {
+    __m256i raw = _mm256_loadu_si256((const __m256i *)b0);
+    if (kind == K_Q4_1) { /* d0 at byte 0, m0 at 2; d1 at 20 = byte 4 of the high half, m1 at 6 */
+        const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5,
+                                                6, 7, 6, 7, 6, 7, 6, 7);
+        __m256i h = _mm256_shuffle_epi8(raw, spread); /* [d0 x4, m0 x4 | d1 x4, m1 x4] */
+        *mins = _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(h, _MM_SHUFFLE(3, 1, 3, 1))));
+        return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(h, _MM_SHUFFLE(2, 0, 2, 0))));
+    }
+    /* d0 at byte 0, d1 at 18 = byte 2 of the high half */
+    const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                                            2, 3, 2, 3, 2, 3);
+    __m256i h = _mm256_shuffle_epi8(raw, spread);
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(h, _MM_SHUFFLE(2, 0, 2, 0))));
+}
+
+/* R rows x C prepared columns over npairs pairs starting at block blk0 of each row; the last
+ * pair has `last` blocks (1 or 2). y[c * ys + r] is set, or added to when `add`. */
+SIMD_ALWAYS_INLINE void nibble_rows(const int R, const int C, const nibble_kind kind, const uint8_t *w, size_t wrb,
+                                    int64_t blk0, int npairs, int last, const xpair *const xp[4], float *y, size_t ys,
+                                    bool add) {
+    TILE_BEGIN
+    const size_t wbytes = nibble_bytes(kind), qoff = kind == K_Q4_1 ? 4 : 2;
+    const __m256i low4 = _mm256_set1_epi8(15), ones16 = _mm256_set1_epi16(1);
+    const __m256i codebook = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)g2_iq4nl_values));
+    for (int g = 0; g < npairs; g++) {
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *b0 = w + r * wrb + (size_t)(blk0 + 2 * g) * wbytes;
+            simd_prefetch_lines(b0 + (size_t)R * wrb, 1); /* the next tile's rows */
+            uint8_t pad[2 * sizeof(block_q4_1)];
+            if (g == npairs - 1 && last < 2) { /* a lone last block: its partner reads as zero */
+                memset(pad, 0, sizeof pad);
+                memcpy(pad, b0, wbytes);
+                b0 = pad;
+            }
+            __m256i q = _mm256_loadu2_m128i((const __m128i *)(b0 + wbytes + qoff), (const __m128i *)(b0 + qoff));
+            __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+            __m256 dm = _mm256_setzero_ps();
+            __m256 dw = pair_scales(kind, b0, &dm);
+            if (kind == K_IQ4_NL) { /* codebook values are signed: |w| and the sign moved onto x */
+                __m256i vlo = _mm256_shuffle_epi8(codebook, lo), vhi = _mm256_shuffle_epi8(codebook, hi);
+                __m256i ulo = _mm256_abs_epi8(vlo), uhi = _mm256_abs_epi8(vhi);
+                SIMD_UNROLL for (int c = 0; c < C; c++) {
+                    const xpair *xc = &xp[c][g];
+                    __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ulo, _mm256_sign_epi8(xc->lo, vlo)), ones16),
+                                                    _mm256_madd_epi16(_mm256_maddubs_epi16(uhi, _mm256_sign_epi8(xc->hi, vhi)), ones16));
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, xc->dx), acc[r][c]);
+                }
+                continue;
+            }
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                const xpair *xc = &xp[c][g];
+                /* each plane's pairs <= 2*15*127, so the two planes still fit int16 */
+                __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xc->lo), _mm256_maddubs_epi16(hi, xc->hi));
+                __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(pairs, ones16), xc->init);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, xc->dx), acc[r][c]);
+                if (kind == K_Q4_1) acc[r][c] = _mm256_fmadd_ps(xc->sumx, _mm256_mul_ps(dm, xc->dx), acc[r][c]);
+            }
+        }
+    }
+    SIMD_UNROLL for (int r = 0; r < R; r++)
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            float v = hsum(acc[r][c]);
+            y[c * ys + r] = add ? y[c * ys + r] + v : v;
+        }
+}
+
+/* Blocks from b0 on, in pairs, at most max_pairs: how many pairs, and the size of the last. */
+static inline void pair_span(int64_t nb, int64_t b0, int64_t max_pairs, int *npairs, int *last) {
+    int64_t count = nb - b0 < 2 * max_pairs ? nb - b0 : 2 * max_pairs;
+    *npairs = (int)((count + 1) / 2);
+    *last = (int)(count - 2 * (*npairs - 1));
+}
+
+SIMD_ALWAYS_INLINE void nibble_matvec(const nibble_kind kind, int64_t n, int64_t nrows, const void *w, size_t wrb,
+                                      const void *x, float *y) {
+    xpair prep[PAIRS_MV];
+    const xpair *const xp[4] = {prep, prep, prep, prep};
+    const int64_t nb = n / QK8_0;
+    for (int64_t b0 = 0; b0 < nb; b0 += 2 * PAIRS_MV) {
+        int npairs, last;
+        pair_span(nb, b0, PAIRS_MV, &npairs, &last);
+        for (int g = 0; g < npairs; g++)
+            prep_pair(kind, (const block_q8_0 *)x + b0 + 2 * g, g == npairs - 1 ? last : 2, &prep[g]);
+        int64_t r = 0;
+        for (; r + 4 <= nrows; r += 4)
+            nibble_rows(4, 1, kind, (const uint8_t *)w + (size_t)r * wrb, wrb, b0, npairs, last, xp, y + r, 0, b0 > 0);
+        for (; r < nrows; r++)
+            nibble_rows(1, 1, kind, (const uint8_t *)w + (size_t)r * wrb, wrb, b0, npairs, last, xp, y + r, 0, b0 > 0);
+    }
+}
+
+SIMD_ALWAYS_INLINE void nibble_matmul(const nibble_kind kind, int64_t n, int64_t nrows, const void *w, size_t wrb,
+                                      int64_t ncols, const void *x, size_t xcb, float *y, size_t ys) {
+    xpair prep[4][PAIRS_MM];
+    const int64_t nb = n / QK8_0;
+    for (int64_t b0 = 0; b0 < nb; b0 += 2 * PAIRS_MM) {
+        int npairs, last;
+        pair_span(nb, b0, PAIRS_MM, &npairs, &last);
+        for (int64_t c0 = 0; c0 < ncols; c0 += 4) {
+            int cn = ncols - c0 < 4 ? (int)(ncols - c0) : 4;
+            const xpair *xp[4];
+            for (int c = 0; c < cn; c++) {
+                const block_q8_0 *xb = (const block_q8_0 *)((const uint8_t *)x + (size_t)(c0 + c) * xcb) + b0;
+                for (int g = 0; g < npairs; g++) prep_pair(kind, xb + 2 * g, g == npairs - 1 ? last : 2, &prep[c][g]);
+                xp[c] = prep[c];
+            }
+            for (int c = cn; c < 4; c++) xp[c] = prep[0];
+            float *yc = y + (size_t)c0 * ys;
+            for (int64_t r = 0; r < nrows; r++) {
+                const uint8_t *wr = (const uint8_t *)w + (size_t)r * wrb;
+                switch (cn) {
+                case 4: nibble_rows(1, 4, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
+                case 3: nibble_rows(1, 3, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
+                case 2: nibble_rows(1, 2, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
+                default: nibble_rows(1, 1, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
+                }
+            }
+        }
+    }
+}
+
+#define NIBBLE_DRIVERS(NAME, KIND)                                                                                 \
+    static void NAME##_matvec(int64_t n, int64_t nrows, const void *w, size_t wrb, const void *x, float *y) {     \
+        nibble_matvec(KIND, n, nrows, w, wrb, x, y);                                                             \
+    }                                                                                                            \
+    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
+                              size_t xcb, float *y, size_t ys) {                                                 \
+        nibble_matmul(KIND, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                             \
+    }
+NIBBLE_DRIVERS(q4_0, K_Q4_0)
+NIBBLE_DRIVERS(q4_1, K_Q4_1)
+NIBBLE_DRIVERS(iq4_nl, K_IQ4_NL)
+
+/* ---- Q8_0 x Q8_0 ----------------------------------------------------------------------------- */
+
+/* Signed weights by the sign trick: w x = |w| (x sign(w)). |w| is unsigned even for w = -128
+ * (0x80 read as 128); x is never -128, so negating it is safe. */
+SIMD_ALWAYS_INLINE void q8_0_tile(const int R, const int C, int64_t n, const uint8_t *w, size_t wrb, const uint8_t *x,
+                                  size_t xcb, float *y, size_t ys) {
+    TILE_BEGIN
+    for (int64_t ib = 0; ib < n / QK8_0; ib++) {
+        __m256i xq[4];
+        float dx[4];
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            const block_q8_0 *xb = (const block_q8_0 *)(x + c * xcb) + ib;
+            xq[c] = _mm256_loadu_si256((const __m256i *)xb->qs);
+            dx[c] = half_f32(xb->d);
+        }
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            const block_q8_0 *wb = (const block_q8_0 *)(w + r * wrb) + ib;
+            simd_prefetch_lines((const char *)wb + (size_t)R * wrb, 1); /* the next tile's rows */
+            __m256i q = _mm256_loadu_si256((const __m256i *)wb->qs), magnitude = _mm256_abs_epi8(q);
+            float dw = half_f32(wb->d);
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                __m256i p = dot_u8s8(magnitude, _mm256_sign_epi8(xq[c], q));
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx[c]), acc[r][c]);
+            }
+        }
+    }
+    TILE_END
+}
+
+/* ---- K-quants x Q8_K ------------------------------------------------------------------------ */
+
+static inline float hsum128(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* int16 word k of a register, in all 16 lanes (both halves hold the same 8 words) */
+#define WORD_SPREAD(k) _mm256_set1_epi16((short)((2 * (k)) | ((2 * (k) + 1) << 8)))
+
+/* Q4_K (five_bit false) and Q5_K. A 64-weight chunk j is 32 bytes of qs: the low nibbles are
+ * sub-block 2j (x[64j..64j+31]), the high nibbles sub-block 2j+1. Sub-block scales multiply
+ * the int16 pair sums in madd (scale <= 63: exact), spread over the lanes by a byte shuffle of
+ * the unpacked scales. For Q5_K, qh's bit 2j (resp. 2j+1) of byte l is the fifth bit; shifting
+ * qh right by 2 per chunk brings them to bits 0 and 1. The mins term
+ * dmin dx sum_j m[j] (bsums[2j] + bsums[2j+1]) is kept in its own 4 float lanes. */
+SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, int64_t n, const uint8_t *w,
+                                 size_t wrb, const uint8_t *x, size_t xcb, float *y, size_t ys) {
+    TILE_BEGIN
+    __m128 accm[4][4];
+    SIMD_UNROLL for (int r = 0; r < R; r++)
+        SIMD_UNROLL for (int c = 0; c < C; c++) accm[r][c] = _mm_setzero_ps();
+    const size_t block_bytes = five_bit ? sizeof(block_q5_k) : sizeof(block_q4_k);
+    const __m256i low4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(16);
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        const block_q8_k *xb[4];
+        __m128i bpairs[4];
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            xb[c] = (const block_q8_k *)(x + c * xcb) + ib;
+            bpairs[c] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb[c]->bsums),
+                                       _mm_loadu_si128((const __m128i *)(xb[c]->bsums + 8)));
+        }
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + r * wrb + ib * block_bytes;
+            simd_prefetch_lines(blk + (size_t)R * wrb, 3); /* the next tile's rows */
+            const block_q4_k *hdr = (const block_q4_k *)blk; /* Q5_K shares d, dmin, scales */
+            __m256i sm16 = simd_k45_scales16(hdr->scales); /* sc[0..7], m[0..7] as int16 */
+            __m256i sc8 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm16));
+            __m128i m16 = _mm256_extracti128_si256(sm16, 1);
+            const uint8_t *qs = five_bit ? ((const block_q5_k *)blk)->qs : hdr->qs;
+            __m256i qh = five_bit ? _mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh) : _mm256_setzero_si256();
+            __m256i isum[4];
+            SIMD_UNROLL for (int c = 0; c < C; c++) isum[c] = _mm256_setzero_si256();
+            SIMD_UNROLL for (int j = 0; j < 4; j++) {
+                __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+                __m256i lo = _mm256_and_si256(raw, low4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+                if (five_bit) {
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
+                    qh = _mm256_srli_epi16(qh, 2);
+                }
+                __m256i sc_lo = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j)), sc_hi = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j + 1));
+                SIMD_UNROLL for (int c = 0; c < C; c++) {
+                    __m256i xlo = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 64 * j));
+                    __m256i xhi = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 64 * j + 32));
+                    __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xlo), sc_lo);
+                    __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xhi), sc_hi);
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(plo, phi));
+                }
+            }
+            float d = half_f32(hdr->d), dmin = half_f32(hdr->dmin);
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * xb[c]->d), acc[r][c]);
+                __m128i ms = _mm_madd_epi16(m16, bpairs[c]);
+                accm[r][c] = _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_set1_ps(dmin * xb[c]->d), accm[r][c]);
+            }
+        }
+    }
+    SIMD_UNROLL for (int r = 0; r < R; r++)
+        SIMD_UNROLL for (int c = 0; c < C; c++) y[c * ys + r] = hsum(acc[r][c]) - hsum128(accm[r][c]);
+}
+#define q4_k_tile(R, C, ...) k45_tile(R, C, false, __VA_ARGS__)
+#define q5_k_tile(R, C, ...) k45_tile(R, C, true, __VA_ARGS__)
+
+/* Q6_K: in half h, quarter k of 32 weights (elements 128h + 32k + l) takes its low 4 bits
+ * from ql[64h + 32(k&1) + l] (low nibble for k < 2) and its top 2 from bits 2k of qh[32h + l].
+ * The two 16-weight sub-blocks of a quarter sit in the two 128-bit halves of the register, so
+ * one scale vector (scale g in the low half, g+1 in the high) serves its madd: the int16
+ * scales of half h are copied to both register halves, then a byte shuffle picks word 2k in
+ * the low half and 2k+1 in the high. The -32 offset is folded in once per super-block as
+ * 32 * sum_g scale[g] * bsums[g]. */
+SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, int64_t n, const uint8_t *w, size_t wrb, const uint8_t *x,
+                                  size_t xcb, float *y, size_t ys) {
+    TILE_BEGIN
+    const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3);
+    const __m256i pick[4] = {_mm256_set_m128i(_mm_set1_epi16(0x0302), _mm_set1_epi16(0x0100)),
+                             _mm256_set_m128i(_mm_set1_epi16(0x0706), _mm_set1_epi16(0x0504)),
+                             _mm256_set_m128i(_mm_set1_epi16(0x0b0a), _mm_set1_epi16(0x0908)),
+                             _mm256_set_m128i(_mm_set1_epi16(0x0f0e), _mm_set1_epi16(0x0d0c))};
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        const block_q8_k *xb[4];
+        __m256i bs[4];
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            xb[c] = (const block_q8_k *)(x + c * xcb) + ib;
+            bs[c] = _mm256_loadu_si256((const __m256i *)xb[c]->bsums);
+        }
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            const block_q6_k *wb = (const block_q6_k *)(w + r * wrb) + ib;
+            simd_prefetch_lines((const char *)wb + (size_t)R * wrb, 4); /* the next tile's rows */
+            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
+            __m256i isum[4];
+            SIMD_UNROLL for (int c = 0; c < C; c++) /* start from -32 sum scale * bsum */
+                isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs[c]), 5));
+            SIMD_UNROLL for (int h = 0; h < 2; h++) {
+                __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h));
+                __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32));
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
+                __m256i half_scales = h ? _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(3, 2, 3, 2))
+                                        : _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(1, 0, 1, 0));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
+                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
+                SIMD_UNROLL for (int k = 0; k < 4; k++) {
+                    __m256i sc = _mm256_shuffle_epi8(half_scales, pick[k]);
+                    SIMD_UNROLL for (int c = 0; c < C; c++) {
+                        __m256i xv = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 128 * h + 32 * k));
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], xv), sc));
+                    }
+                }
+            }
+            float d = half_f32(wb->d);
+            SIMD_UNROLL for (int c = 0; c < C; c++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * xb[c]->d), acc[r][c]);
+        }
+    }
+    TILE_END
+}
+
+/* ---- float weights x F32 ----------------------------------------------------------------------- */
+/* 8 weights per step, converted exactly to f32 (F16C for fp16, a 16-bit shift for bf16). The
+ * tail (n % 8) runs the same step on zero-padded copies. */
+
+typedef enum { W_F32, W_F16, W_BF16 } float_kind;
+
+SIMD_ALWAYS_INLINE __m256 load_w8(const float_kind kind, const uint8_t *p) {
+    if (kind == W_F32) return _mm256_loadu_ps((const float *)p);
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (kind == W_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+SIMD_ALWAYS_INLINE void float_tile(const int R, const int C, const float_kind kind, int64_t n, const uint8_t *w,
+                                   size_t wrb, const uint8_t *x, size_t xcb, float *y, size_t ys) {
+    TILE_BEGIN
+    const size_t wsize = kind == W_F32 ? 4 : 2;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv[4];
+        SIMD_UNROLL for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_ps((const float *)(x + c * xcb) + i);
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *wp = w + r * wrb + (size_t)i * wsize;
+            simd_prefetch_lines(wp + (size_t)R * wrb, 1);
+            __m256 wv = load_w8(kind, wp);
+            SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
+        }
+    }
+    if (i < n) {
+        size_t rest = (size_t)(n - i);
+        float xpad[4][8] = {{0}};
+        uint8_t wpad[4][32] = {{0}};
+        SIMD_UNROLL for (int c = 0; c < C; c++) memcpy(xpad[c], (const float *)(x + c * xcb) + i, rest * 4);
+        SIMD_UNROLL for (int r = 0; r < R; r++) memcpy(wpad[r], w + r * wrb + (size_t)i * wsize, rest * wsize);
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            __m256 wv = load_w8(kind, wpad[r]);
+            SIMD_UNROLL for (int c = 0; c < C; c++)
+                acc[r][c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xpad[c]), acc[r][c]);
+        }
+    }
+    TILE_END
+}
+#define f32_tile(R, C, ...) float_tile(R, C, W_F32, __VA_ARGS__)
+#define f16_tile(R, C, ...) float_tile(R, C, W_F16, __VA_ARGS__)
+#define bf16_tile(R, C, ...) float_tile(R, C, W_BF16, __VA_ARGS__)
+
+/* ---- drivers and the table ------------------------------------------------------------------------ */
+
+SIMD_DEFINE_DRIVERS(q8_0, q8_0_tile)
+SIMD_DEFINE_DRIVERS(q4_k, q4_k_tile)
+SIMD_DEFINE_DRIVERS(q5_k, q5_k_tile)
+SIMD_DEFINE_DRIVERS(q6_k, q6_k_tile)
+SIMD_DEFINE_DRIVERS(f32, f32_tile)
+SIMD_DEFINE_DRIVERS(f16, f16_tile)
+SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
+
+static const simd_kernels table = {
+    .name = "avx2",
+    .needs = SIMD_CPU_AVX2 | SIMD_CPU_FMA | SIMD_CPU_F16C,
+    .quantize_q8_0 = simd_quantize_q8_0_avx2,
+    .quantize_q8_k = simd_quantize_q8_k_avx2,
+    .types =
+        {
+            [SIMD_TYPE_Q4_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx2, q4_0),
+            [SIMD_TYPE_Q4_1] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx2, q4_1),
+            [SIMD_TYPE_Q8_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx2, q8_0),
+            [SIMD_TYPE_IQ4_NL] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx2, iq4_nl),
+            [SIMD_TYPE_Q4_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx2, q4_k),
+            [SIMD_TYPE_Q5_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx2, q5_k),
+            [SIMD_TYPE_Q6_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx2, q6_k),
+            [SIMD_TYPE_F32] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f32),
+            [SIMD_TYPE_F16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f16),
+            [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16),
+        },
+    SIMD_VECMATH_ROW(avx2),
+};
+
+const simd_kernels *simd_table_avx2(void) { return &table; }
+
+#else
+#include "simd_internal.h"
+const simd_kernels *simd_table_avx2(void) { return NULL; } /* built without -mavx2 -mfma -mf16c */
+#endif

@@ -1,0 +1,535 @@
+/* Dot kernels, AVX-512 (F/BW/VL/DQ), in two tables from one source: "avx512vnni" takes the
+ * 32-blocks' byte dot products with VPDPBUSD, "avx512" with VPMADDUBSW + VPMADDWD (the bool
+ * `vnni` is a literal at every call, so each table's code is specialised, and only the VNNI
+ * table's functions contain VNNI instructions). The same argument as in dot_avx2.c keeps the
+ * non-VNNI pair sums below int16's limit; VPDPBUSD accumulates in int32 and has no such limit,
+ * which the VNNI variant uses for signed weights: w x = (w + 128) x - 128 x, with the block's
+ * sum of x prepared once per call. The K-quants apply their sub-block scales in VPMADDWD in
+ * both tables (see there). Every kernel prefetches one tile of rows ahead (simd_internal.h). */
+#include "simd_internal.h"
+#include "avx512_compat.h"
+
+#if defined(SIMD_AVX512_BUILT)
+#include "kquant_x86.h"
+
+SIMD_DECLARE_QUANTIZE(avx512)
+SIMD_DECLARE_VECMATH(avx512)
+
+static inline float half_f32(g2_half h) { return _cvtsh_ss(h); }
+
+static inline float hsum(__m512 v) {
+    __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), simd_hi256_ps(v));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* acc + sum of u[i] * s[i] over each 4 bytes (u unsigned, s signed) */
+SIMD_ALWAYS_INLINE __m512i dot4(const bool vnni, __m512i acc, __m512i u, __m512i s) {
+#if defined(SIMD_AVX512_HAS_VNNI)
+    if (vnni) return _mm512_dpbusd_epi32(acc, u, s);
+#endif
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
+}
+
+static inline __m512 scales2(float a, float b) { return simd_join256_ps(_mm256_set1_ps(a), _mm256_set1_ps(b)); }
+
+#define TILE_BEGIN                              \
+    __m512 acc[4][4];                           \
+    SIMD_UNROLL for (int r = 0; r < R; r++)     \
+        SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+#define TILE_END                                \
+    SIMD_UNROLL for (int r = 0; r < R; r++)     \
+        SIMD_UNROLL for (int c = 0; c < C; c++) y[c * ys + r] = hsum(acc[r][c]);
+
+/* ---- 32-blocks x Q8_0: groups of four blocks against prepared activations ------------------ */
+/* A group is 4 consecutive blocks. The 4-bit kinds put one block in each 128-bit lane: its 16
+ * packed bytes give two planes, the low nibbles (elements 0..15) and the high (16..31). Q8_0
+ * puts two blocks per register, [qs0 | qs1]. The activation side is prepared once per call in
+ * the matching shape (for the 4-bit kinds x[0..15] and x[16..31] of each block per lane), with
+ * each lane's integer start value (-8 sum x for Q4_0, -128 sum x for signed weights under VNNI)
+ * and its scale dx, so a row pays only for its own bytes. A group's weight scales come from
+ * one 64-byte load and a word permute (VPERMW) that spreads each d over its block's lanes.
+ * The per-lane integer sums are exact; one conversion and one FMA per group and row. */
+
+#define GROUPS_MV 64 /* groups prepared at once by matvec: 8192 weights, 28 KB of stack */
+#define GROUPS_MM 16 /* by matmul, per column (4 columns at a time): 2048 weights, 28 KB */
+
+typedef enum { K_Q4_0, K_Q4_1, K_Q8_0, K_IQ4_NL } block32_kind;
+
+typedef struct {
+    __m512i v[2];    /* 4-bit kinds: x lo, x hi planes; Q8_0: [x0 | x1], [x2 | x3] */
+    __m512i init[2]; /* start value of each lane's integer sum (for v[0]/v[1] in Q8_0) */
+    __m512 dx[2];    /* each lane's activation scale */
+    __m512 sumx;     /* Q4_1: sum of x per lane, as float (for the min term) */
+} xgroup;
+
+static const uint16_t spread_d18[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};     /* Q4_0, IQ4_NL */
+static const uint16_t spread_d20[32] = {0, 0, 0, 0, 10, 10, 10, 10, 20, 20, 20, 20, 30, 30, 30, 30}; /* Q4_1 d */
+static const uint16_t spread_m20[32] = {1, 1, 1, 1, 11, 11, 11, 11, 21, 21, 21, 21, 31, 31, 31, 31}; /* Q4_1 m */
+static const uint16_t spread_d34[32] = {0, 0, 0, 0, 0, 0, 0, 0, 17, 17, 17, 17, 17, 17, 17, 17};     /* Q8_0 pair */
+
+static inline __m512 spread_halves(const uint16_t idx[32], const uint8_t *window) {
+    __m512i h = _mm512_permutexvar_epi16(_mm512_loadu_si512(idx), _mm512_loadu_si512(window));
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+}
+
+static inline size_t block32_bytes(block32_kind kind) {
+    return kind == K_Q4_1 ? sizeof(block_q4_1) : kind == K_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+}
+
+/* Activations of blocks xb[0 .. count-1] (count 1..4; missing blocks count as zero). */
+SIMD_ALWAYS_INLINE void prep_group(const block32_kind kind, const bool vnni, const block_q8_0 *xb, int count,
+                                   xgroup *g) {
+    const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+    float d[4];
+    SIMD_UNROLL for (int j = 0; j < 4; j++) d[j] = j < count ? half_f32(xb[j].d) : 0.0f;
+    if (kind == K_Q8_0) {
+        __m256i q[4];
+        SIMD_UNROLL for (int j = 0; j < 4; j++) q[j] = j < count ? _mm256_loadu_si256((const __m256i *)xb[j].qs) : _mm256_setzero_si256();
+        g->v[0] = simd_join256_si(q[0], q[1]);
+        g->v[1] = simd_join256_si(q[2], q[3]);
+        SIMD_UNROLL for (int p = 0; p < 2; p++) /* VNNI: (w + 128) x - 128 x */
+            g->init[p] = vnni ? _mm512_sub_epi32(zero, _mm512_slli_epi32(dot4(true, zero, ones, g->v[p]), 7)) : zero;
+        g->dx[0] = scales2(d[0], d[1]);
+        g->dx[1] = scales2(d[2], d[3]);
+        g->sumx = _mm512_setzero_ps();
+        return;
+    }
+    __m128i lo[4], hi[4];
+    SIMD_UNROLL for (int j = 0; j < 4; j++) {
+        lo[j] = j < count ? _mm_loadu_si128((const __m128i *)xb[j].qs) : _mm_setzero_si128();
+        hi[j] = j < count ? _mm_loadu_si128((const __m128i *)(xb[j].qs + 16)) : _mm_setzero_si128();
+    }
+    g->v[0] = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(lo[0]), lo[1], 1), lo[2], 2), lo[3], 3);
+    g->v[1] = _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(hi[0]), hi[1], 1), hi[2], 2), hi[3], 3);
+    __m512i sum = dot4(vnni, dot4(vnni, zero, ones, g->v[0]), ones, g->v[1]);
+    g->init[0] = kind == K_Q4_0                ? _mm512_sub_epi32(zero, _mm512_slli_epi32(sum, 3))
+                 : kind == K_IQ4_NL && vnni ? _mm512_sub_epi32(zero, _mm512_slli_epi32(sum, 7))
+                                            : zero;
+    g->init[1] = zero;
+    g->dx[0] = _mm512_setr_ps(d[0], d[0], d[0], d[0], d[1], d[1], d[1], d[1], d[2], d[2], d[2], d[2], d[3], d[3], d[3], d[3]);
+    g->dx[1] = _mm512_setzero_ps();
+    g->sumx = kind == K_Q4_1 ? _mm512_cvtepi32_ps(sum) : _mm512_setzero_ps();
+}
+
+/* R rows x C prepared columns over ngroups groups starting at block blk0 of each row; the last
+ * group has `last` blocks (1..4). y[c * ys + r] is set, or added to when `add`. */
+SIMD_ALWAYS_INLINE void block32_rows(const int R, const int C, const block32_kind kind, const bool vnni,
+                                     const uint8_t *w, size_t wrb, int64_t blk0, int ngroups, int last,
+                                     const xgroup *const xg[4], float *y, size_t ys, bool add) {
+    TILE_BEGIN
+    const size_t wbytes = block32_bytes(kind);
+    const __m512i low4 = _mm512_set1_epi8(15), zero = _mm512_setzero_si512(), bias = _mm512_set1_epi8((char)0x80);
+    const __m512i ones16 = _mm512_set1_epi16(1);
+    __m512i codebook = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)g2_iq4nl_values));
+    if (vnni) codebook = _mm512_xor_si512(codebook, bias); /* the codebook + 128, unsigned */
+    for (int g = 0; g < ngroups; g++) {
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *b0 = w + r * wrb + (size_t)(blk0 + 4 * g) * wbytes;
+/* Prefetch the same place in the next tile's rows (R rows on): far enough ahead that
+             * the lines arrive while this tile computes, which a short distance cannot do. */
+            simd_prefetch_lines((const char *)b0 + (size_t)R * wrb, kind == K_Q8_0 ? 3 : 2);
+            uint8_t pad[4 * sizeof(block_q8_0)];
+            if (g == ngroups - 1 && last < 4) { /* a short last group: zero blocks read as nothing */
+                memset(pad, 0, sizeof pad);
+                memcpy(pad, b0, (size_t)last * wbytes);
+                b0 = pad;
+            }
+            if (kind == K_Q8_0) {
+                __m512i wq[2] = {simd_join256_si(_mm256_loadu_si256((const __m256i *)(b0 + 2)),
+                                                 _mm256_loadu_si256((const __m256i *)(b0 + 36))),
+                                 simd_join256_si(_mm256_loadu_si256((const __m256i *)(b0 + 70)),
+                                                 _mm256_loadu_si256((const __m256i *)(b0 + 104)))};
+                __m512 dw[2] = {spread_halves(spread_d34, b0), spread_halves(spread_d34, b0 + 68)};
+                SIMD_UNROLL for (int p = 0; p < 2; p++) {
+                    __m512i u = vnni ? _mm512_xor_si512(wq[p], bias) : _mm512_abs_epi8(wq[p]); /* w + 128, or |w| */
+                    __mmask64 negative = vnni ? 0 : _mm512_movepi8_mask(wq[p]);
+                    SIMD_UNROLL for (int c = 0; c < C; c++) {
+                        const xgroup *xgc = &xg[c][g];
+                        __m512i isum;
+                        if (vnni) {
+                            isum = dot4(true, xgc->init[p], u, xgc->v[p]);
+                        } else { /* x takes the weight's sign; |w| stays unsigned */
+                            __m512i s = _mm512_mask_sub_epi8(xgc->v[p], negative, zero, xgc->v[p]);
+                            isum = _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), ones16);
+                        }
+                        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw[p], xgc->dx[p]), acc[r][c]);
+                    }
+                }
+                continue;
+            }
+            const size_t qoff = kind == K_Q4_1 ? 4 : 2;
+            __m512i w4 = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(b0 + qoff)));
+            w4 = _mm512_inserti32x4(w4, _mm_loadu_si128((const __m128i *)(b0 + wbytes + qoff)), 1);
+            w4 = _mm512_inserti32x4(w4, _mm_loadu_si128((const __m128i *)(b0 + 2 * wbytes + qoff)), 2);
+            w4 = _mm512_inserti32x4(w4, _mm_loadu_si128((const __m128i *)(b0 + 3 * wbytes + qoff)), 3);
+            __m512i lo = _mm512_and_si512(w4, low4), hi = _mm512_and_si512(_mm512_srli_epi16(w4, 4), low4);
+            if (kind == K_IQ4_NL) {
+                lo = _mm512_shuffle_epi8(codebook, lo);
+                hi = _mm512_shuffle_epi8(codebook, hi);
+            }
+            __m512 dw = spread_halves(kind == K_Q4_1 ? spread_d20 : spread_d18, b0);
+            __m512 dm = kind == K_Q4_1 ? spread_halves(spread_m20, b0) : _mm512_setzero_ps();
+            const bool sign_trick = kind == K_IQ4_NL && !vnni;
+            __mmask64 neg_lo = 0, neg_hi = 0;
+            if (sign_trick) {
+                neg_lo = _mm512_movepi8_mask(lo);
+                neg_hi = _mm512_movepi8_mask(hi);
+                lo = _mm512_abs_epi8(lo);
+                hi = _mm512_abs_epi8(hi);
+            }
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                const xgroup *xgc = &xg[c][g];
+                __m512i isum;
+                if (vnni) {
+                    isum = dot4(true, dot4(true, xgc->init[0], lo, xgc->v[0]), hi, xgc->v[1]);
+                } else if (sign_trick) { /* |pairs| up to 2*127*127: madd each plane before adding */
+                    __m512i slo = _mm512_mask_sub_epi8(xgc->v[0], neg_lo, zero, xgc->v[0]);
+                    __m512i shi = _mm512_mask_sub_epi8(xgc->v[1], neg_hi, zero, xgc->v[1]);
+                    isum = _mm512_add_epi32(_mm512_madd_epi16(_mm512_maddubs_epi16(lo, slo), ones16),
+                                            _mm512_madd_epi16(_mm512_maddubs_epi16(hi, shi), ones16));
+                } else { /* nibbles: each plane's pairs <= 2*15*127, two planes still fit int16 */
+                    __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(lo, xgc->v[0]), _mm512_maddubs_epi16(hi, xgc->v[1]));
+                    isum = _mm512_add_epi32(_mm512_madd_epi16(pairs, ones16), xgc->init[0]);
+                }
+                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, xgc->dx[0]), acc[r][c]);
+                if (kind == K_Q4_1) acc[r][c] = _mm512_fmadd_ps(xgc->sumx, _mm512_mul_ps(dm, xgc->dx[0]), acc[r][c]);
+            }
+        }
+    }
+    SIMD_UNROLL for (int r = 0; r < R; r++)
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            float v = hsum(acc[r][c]);
+            y[c * ys + r] = add ? y[c * ys + r] + v : v;
+        }
+}
+
+/* Blocks [b0, b0 + count) of a row in groups: how many groups, and the size of the last. */
+static inline void group_span(int64_t nb, int64_t b0, int64_t max_groups, int *ngroups, int *last) {
+    int64_t count = nb - b0 < 4 * max_groups ? nb - b0 : 4 * max_groups;
+    *ngroups = (int)((count + 3) / 4);
+    *last = (int)(count - 4 * (*ngroups - 1));
+}
+
+SIMD_ALWAYS_INLINE void block32_matvec(const block32_kind kind, const bool vnni, int64_t n, int64_t nrows,
+                                       const void *w, size_t wrb, const void *x, float *y) {
+    xgroup prep[GROUPS_MV];
+    const xgroup *const xg[4] = {prep, prep, prep, prep};
+    const int64_t nb = n / QK8_0;
+    for (int64_t b0 = 0; b0 < nb; b0 += 4 * GROUPS_MV) {
+        int ngroups, last;
+        group_span(nb, b0, GROUPS_MV, &ngroups, &last);
+        for (int g = 0; g < ngroups; g++)
+            prep_group(kind, vnni, (const block_q8_0 *)x + b0 + 4 * g, g == ngroups - 1 ? last : 4, &prep[g]);
+        int64_t r = 0;
+        for (; r + 4 <= nrows; r += 4)
+            block32_rows(4, 1, kind, vnni, (const uint8_t *)w + (size_t)r * wrb, wrb, b0, ngroups, last, xg, y + r, 0, b0 > 0);
+        for (; r < nrows; r++)
+            block32_rows(1, 1, kind, vnni, (const uint8_t *)w + (size_t)r * wrb, wrb, b0, ngroups, last, xg, y + r, 0, b0 > 0);
+    }
+}
+
+SIMD_ALWAYS_INLINE void block32_matmul(const block32_kind kind, const bool vnni, int64_t n, int64_t nrows,
+                                       const void *w, size_t wrb, int64_t ncols, const void *x, size_t xcb, float *y,
+                                       size_t ys) {
+    xgroup prep[4][GROUPS_MM];
+    const int64_t nb = n / QK8_0;
+    for (int64_t b0 = 0; b0 < nb; b0 += 4 * GROUPS_MM) {
+        int ngroups, last;
+        group_span(nb, b0, GROUPS_MM, &ngroups, &last);
+        for (int64_t c0 = 0; c0 < ncols; c0 += 4) {
+            int cn = ncols - c0 < 4 ? (int)(ncols - c0) : 4;
+            const xgroup *xg[4];
+            for (int c = 0; c < cn; c++) {
+                const block_q8_0 *xb = (const block_q8_0 *)((const uint8_t *)x + (size_t)(c0 + c) * xcb) + b0;
+                for (int g = 0; g < ngroups; g++) prep_group(kind, vnni, xb + 4 * g, g == ngroups - 1 ? last : 4, &prep[c][g]);
+                xg[c] = prep[c];
+            }
+            for (int c = cn; c < 4; c++) xg[c] = prep[0];
+            float *yc = y + (size_t)c0 * ys;
+            for (int64_t r = 0; r < nrows; r++) {
+                const uint8_t *wr = (const uint8_t *)w + (size_t)r * wrb;
+                switch (cn) {
+                case 4: block32_rows(1, 4, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
+                case 3: block32_rows(1, 3, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
+                case 2: block32_rows(1, 2, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
+                default: block32_rows(1, 1, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
+                }
+            }
+        }
+    }
+}
+
+#define BLOCK32_DRIVERS(NAME, KIND, V)                                                                             \
+    static void NAME##_matvec(int64_t n, int64_t nrows, const void *w, size_t wrb, const void *x, float *y) {     \
+        block32_matvec(KIND, V, n, nrows, w, wrb, x, y);                                                         \
+    }                                                                                                            \
+    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
+                              size_t xcb, float *y, size_t ys) {                                                 \
+        block32_matmul(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                         \
+    }
+
+/* ---- K-quants x Q8_K -------------------------------------------------------------------------- */
+/* Sub-block scales multiply the int16 pair sums of VPMADDUBSW (pairs <= 2 * 63 * 127, scales
+ * <= 128: exact): VPMADDWD + VPADDD, or with VNNI one VPDPWSSD that multiplies and accumulates.
+ * (VPDPBUSD would leave int32 sums that still need a 32-bit multiply by the scale, which costs
+ * more.) Per row, the scales are spread over their sub-blocks' int16 lanes with one word
+ * permute per register. */
+
+static inline float hsum128(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 32 activations at a and 32 at b as one register. */
+static inline __m512i load_x_pair(const int8_t *a, const int8_t *b) {
+    return simd_join256_si(_mm256_loadu_si256((const __m256i *)a), _mm256_loadu_si256((const __m256i *)b));
+}
+
+/* int16 lanes of a nibble plane's two sub-blocks: scale index a in the low half, b in the high */
+static const uint16_t spread_k45[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2},
+    {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6},
+    {5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7},
+};
+/* Q6_K: scale 4q + j over the 8 int16 lanes of 128-bit lane j */
+static const uint16_t spread_q6[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
+
+/* acc + (pair sums of u * s) * sc16: with VNNI, VPDPWSSD multiplies and accumulates in one */
+SIMD_ALWAYS_INLINE __m512i scaled_pairs(const bool vnni, __m512i acc, __m512i u, __m512i s, __m512i sc16) {
+    __m512i pairs = _mm512_maddubs_epi16(u, s);
+#if defined(SIMD_AVX512_HAS_VNNI)
+    if (vnni) return _mm512_dpwssd_epi32(acc, pairs, sc16);
+#endif
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, sc16));
+}
+
+/* Q4_K / Q5_K. qs bytes 0..63 hold chunks 0 and 1: their low nibbles are sub-blocks 0 and 2,
+ * their high nibbles sub-blocks 1 and 3 (bytes 64..127 likewise for 4..7). So the four nibble
+ * planes pair with x as [x0..31 | x64..95], [x32..63 | x96..127], [x128.. | x192..],
+ * [x160.. | x224..], and each plane's halves take the scales (sc0, sc2), (sc1, sc3),
+ * (sc4, sc6), (sc5, sc7). Q5_K's fifth bit of sub-block j is bit j of qh[l] (l = byte within
+ * the half): qh goes in both halves and a per-half bit mask picks it. The mins term
+ * dmin dx sum_j m[j] (bsums[2j] + bsums[2j+1]) is kept in its own 4 float lanes. */
+SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, const bool vnni, int64_t n, const uint8_t *w,
+                                 size_t wrb, const uint8_t *x, size_t xcb, float *y, size_t ys) {
+    TILE_BEGIN
+    __m128 accm[4][4];
+    SIMD_UNROLL for (int r = 0; r < R; r++)
+        SIMD_UNROLL for (int c = 0; c < C; c++) accm[r][c] = _mm_setzero_ps();
+    const size_t block_bytes = five_bit ? sizeof(block_q5_k) : sizeof(block_q4_k);
+    const __m512i low4 = _mm512_set1_epi8(15), bit4 = _mm512_set1_epi8(16);
+    const __m512i hbit[4] = {simd_join256_si(_mm256_set1_epi8(1), _mm256_set1_epi8(4)),
+                             simd_join256_si(_mm256_set1_epi8(2), _mm256_set1_epi8(8)),
+                             simd_join256_si(_mm256_set1_epi8(16), _mm256_set1_epi8(64)),
+                             simd_join256_si(_mm256_set1_epi8(32), _mm256_set1_epi8((char)128))};
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        __m512i xv[4][4];
+        __m128i bpairs[4];
+        float dx[4];
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            const block_q8_k *xb = (const block_q8_k *)(x + c * xcb) + ib;
+            xv[c][0] = load_x_pair(xb->qs, xb->qs + 64);
+            xv[c][1] = load_x_pair(xb->qs + 32, xb->qs + 96);
+            xv[c][2] = load_x_pair(xb->qs + 128, xb->qs + 192);
+            xv[c][3] = load_x_pair(xb->qs + 160, xb->qs + 224);
+            bpairs[c] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb->bsums), _mm_loadu_si128((const __m128i *)(xb->bsums + 8)));
+            dx[c] = xb->d;
+        }
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + r * wrb + ib * block_bytes;
+            simd_prefetch_lines((const char *)blk + (size_t)R * wrb, 3); /* the next tile's rows, as above */
+            const block_q4_k *hdr = (const block_q4_k *)blk; /* Q5_K shares d, dmin, scales */
+            __m256i sm16 = simd_k45_scales16(hdr->scales);    /* sc[0..7], m[0..7] as int16 */
+            __m128i m16 = _mm256_extracti128_si256(sm16, 1);
+            const uint8_t *qs = five_bit ? ((const block_q5_k *)blk)->qs : hdr->qs;
+            __m512i q0 = _mm512_loadu_si512(qs), q1 = _mm512_loadu_si512(qs + 64);
+            __m512i planes[4] = {_mm512_and_si512(q0, low4), _mm512_and_si512(_mm512_srli_epi16(q0, 4), low4),
+                                 _mm512_and_si512(q1, low4), _mm512_and_si512(_mm512_srli_epi16(q1, 4), low4)};
+            if (five_bit) {
+                __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh));
+                SIMD_UNROLL for (int p = 0; p < 4; p++)
+                    planes[p] = _mm512_or_si512(planes[p], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, hbit[p]), bit4));
+            }
+            __m512i sc[4];
+            SIMD_UNROLL for (int p = 0; p < 4; p++)
+                sc[p] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_k45[p]), _mm512_castsi256_si512(sm16));
+            float d = half_f32(hdr->d), dmin = half_f32(hdr->dmin);
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                const __m512i zero = _mm512_setzero_si512(); /* two chains of two: shorter latency */
+                __m512i isum = scaled_pairs(vnni, scaled_pairs(vnni, zero, planes[0], xv[c][0], sc[0]), planes[1], xv[c][1], sc[1]);
+                __m512i isum2 = scaled_pairs(vnni, scaled_pairs(vnni, zero, planes[2], xv[c][2], sc[2]), planes[3], xv[c][3], sc[3]);
+                isum = _mm512_add_epi32(isum, isum2);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * dx[c]), acc[r][c]);
+                __m128i ms = _mm_madd_epi16(m16, bpairs[c]);
+                accm[r][c] = _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_set1_ps(dmin * dx[c]), accm[r][c]);
+            }
+        }
+    }
+    SIMD_UNROLL for (int r = 0; r < R; r++)
+        SIMD_UNROLL for (int c = 0; c < C; c++) y[c * ys + r] = hsum(acc[r][c]) - hsum128(accm[r][c]);
+}
+
+/* Q6_K. In half h, ql[64h .. 64h+63] is one register: its low nibbles are quarters 0 and 1
+ * (elements 128h + 0..63, contiguous), its high nibbles quarters 2 and 3 (128h + 64..127);
+ * the top two bits come from qh[32h + l] at bits 2k, which a per-half variable shift brings
+ * down. Each 16-byte lane is one 16-weight sub-block with its int8 scale. The -32 offset is
+ * folded in once per super-block as 32 * sum_g scale[g] * bsums[g]. */
+SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int64_t n, const uint8_t *w, size_t wrb, const uint8_t *x,
+                                  size_t xcb, float *y, size_t ys) {
+    TILE_BEGIN
+    const __m512i low4 = _mm512_set1_epi8(15), low2 = _mm512_set1_epi8(3);
+    const __m512i shift_lo = simd_join256_si(_mm256_setzero_si256(), _mm256_set1_epi16(2));
+    const __m512i shift_hi = simd_join256_si(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        const block_q8_k *xb[4];
+        __m256i bs[4];
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            xb[c] = (const block_q8_k *)(x + c * xcb) + ib;
+            bs[c] = _mm256_loadu_si256((const __m256i *)xb[c]->bsums);
+        }
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            const block_q6_k *wb = (const block_q6_k *)(w + r * wrb) + ib;
+            simd_prefetch_lines((const char *)wb + (size_t)R * wrb, 4);
+            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
+            __m512i sc[4];
+            SIMD_UNROLL for (int q = 0; q < 4; q++) sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_q6[q]), _mm512_castsi256_si512(sc16));
+            __m512i z[4];
+            SIMD_UNROLL for (int h = 0; h < 2; h++) {
+                __m512i ql = _mm512_loadu_si512(wb->ql + 64 * h);
+                __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h)));
+                z[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_lo), low2), 4));
+                z[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_hi), low2), 4));
+            }
+            float d = half_f32(wb->d);
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs[c]), 5);
+                __m512i isum = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_inserti64x4(_mm512_setzero_si512(), offset, 0));
+                SIMD_UNROLL for (int q = 0; q < 4; q++)
+                    isum = scaled_pairs(vnni, isum, z[q], _mm512_loadu_si512(xb[c]->qs + 64 * q), sc[q]);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xb[c]->d), acc[r][c]);
+            }
+        }
+    }
+    TILE_END
+}
+
+/* ---- float weights x F32 ------------------------------------------------------------------------- */
+
+typedef enum { W_F32, W_F16, W_BF16 } float_kind;
+
+SIMD_ALWAYS_INLINE __m512 load_w16(const float_kind kind, const uint8_t *p) {
+    if (kind == W_F32) return _mm512_loadu_ps((const float *)p);
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    if (kind == W_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+SIMD_ALWAYS_INLINE void float_tile(const int R, const int C, const float_kind kind, int64_t n, const uint8_t *w,
+                                   size_t wrb, const uint8_t *x, size_t xcb, float *y, size_t ys) {
+    TILE_BEGIN
+    const size_t wsize = kind == W_F32 ? 4 : 2;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv[4];
+        SIMD_UNROLL for (int c = 0; c < C; c++) xv[c] = _mm512_loadu_ps((const float *)(x + c * xcb) + i);
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            const uint8_t *wp = w + r * wrb + (size_t)i * wsize;
+            simd_prefetch_lines((const char *)wp + (size_t)R * wrb, 1);
+            __m512 wv = load_w16(kind, wp);
+            SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+        }
+    }
+    if (i < n) { /* the tail on zero-padded copies */
+        size_t rest = (size_t)(n - i);
+        float xpad[4][16] = {{0}};
+        uint8_t wpad[4][64] = {{0}};
+        SIMD_UNROLL for (int c = 0; c < C; c++) memcpy(xpad[c], (const float *)(x + c * xcb) + i, rest * 4);
+        SIMD_UNROLL for (int r = 0; r < R; r++) memcpy(wpad[r], w + r * wrb + (size_t)i * wsize, rest * wsize);
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            __m512 wv = load_w16(kind, wpad[r]);
+            SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xpad[c]), acc[r][c]);
+        }
+    }
+    TILE_END
+}
+
+/* ---- drivers and the two tables -------------------------------------------------------------------- */
+
+BLOCK32_DRIVERS(q4_0_plain, K_Q4_0, false)
+BLOCK32_DRIVERS(q4_1_plain, K_Q4_1, false)
+BLOCK32_DRIVERS(q8_0_plain, K_Q8_0, false)
+BLOCK32_DRIVERS(iq4_nl_plain, K_IQ4_NL, false)
+#if defined(SIMD_AVX512_HAS_VNNI)
+BLOCK32_DRIVERS(q4_0_vnni, K_Q4_0, true)
+BLOCK32_DRIVERS(q4_1_vnni, K_Q4_1, true)
+BLOCK32_DRIVERS(q8_0_vnni, K_Q8_0, true)
+BLOCK32_DRIVERS(iq4_nl_vnni, K_IQ4_NL, true)
+#endif
+#define q4_k_plain_tile(R, C, ...) k45_tile(R, C, false, false, __VA_ARGS__)
+#define q5_k_plain_tile(R, C, ...) k45_tile(R, C, true, false, __VA_ARGS__)
+#define q6_k_plain_tile(R, C, ...) q6_k_tile(R, C, false, __VA_ARGS__)
+SIMD_DEFINE_DRIVERS(q4_k_plain, q4_k_plain_tile)
+SIMD_DEFINE_DRIVERS(q5_k_plain, q5_k_plain_tile)
+SIMD_DEFINE_DRIVERS(q6_k_plain, q6_k_plain_tile)
+#if defined(SIMD_AVX512_HAS_VNNI)
+#define q4_k_vnni_tile(R, C, ...) k45_tile(R, C, false, true, __VA_ARGS__)
+#define q5_k_vnni_tile(R, C, ...) k45_tile(R, C, true, true, __VA_ARGS__)
+#define q6_k_vnni_tile(R, C, ...) q6_k_tile(R, C, true, __VA_ARGS__)
+SIMD_DEFINE_DRIVERS(q4_k_vnni, q4_k_vnni_tile)
+SIMD_DEFINE_DRIVERS(q5_k_vnni, q5_k_vnni_tile)
+SIMD_DEFINE_DRIVERS(q6_k_vnni, q6_k_vnni_tile)
+#endif
+
+#define f32_tile(R, C, ...) float_tile(R, C, W_F32, __VA_ARGS__)
+#define f16_tile(R, C, ...) float_tile(R, C, W_F16, __VA_ARGS__)
+#define bf16_tile(R, C, ...) float_tile(R, C, W_BF16, __VA_ARGS__)
+SIMD_DEFINE_DRIVERS(f32, f32_tile)
+SIMD_DEFINE_DRIVERS(f16, f16_tile)
+SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
+
+#define TABLE(NAME, NEEDS, V)                                                                                \
+    {                                                                                                        \
+        .name = NAME SIMD_AVX512_SUFFIX, .needs = (NEEDS), .quantize_q8_0 = simd_quantize_q8_0_avx512,       \
+        .quantize_q8_k = simd_quantize_q8_k_avx512,                                                          \
+        .types =                                                                                             \
+            {                                                                                                \
+                [SIMD_TYPE_Q4_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, q4_0_##V),   \
+                [SIMD_TYPE_Q4_1] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, q4_1_##V),   \
+                [SIMD_TYPE_Q8_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, q8_0_##V),   \
+                [SIMD_TYPE_IQ4_NL] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, iq4_nl_##V), \
+                [SIMD_TYPE_Q4_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx512, q4_k_##V),    \
+                [SIMD_TYPE_Q5_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx512, q5_k_##V),    \
+                [SIMD_TYPE_Q6_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx512, q6_k_##V),    \
+                [SIMD_TYPE_F32] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f32),                        \
+                [SIMD_TYPE_F16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f16),                        \
+                [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16),                      \
+            },                                                                                               \
+        SIMD_VECMATH_ROW(avx512),                                                                            \
+    }
+
+static const simd_kernels table_plain = TABLE("avx512", SIMD_AVX512_NEEDS, plain);
+const simd_kernels *simd_table_avx512(void) { return &table_plain; }
+
+#if defined(SIMD_AVX512_HAS_VNNI)
+static const simd_kernels table_vnni = TABLE("avx512vnni", SIMD_AVX512_NEEDS | SIMD_AVX512_VNNI_NEEDS, vnni);
+const simd_kernels *simd_table_avx512vnni(void) { return &table_vnni; }
+#else
+const simd_kernels *simd_table_avx512vnni(void) { return NULL; } /* built without -mavx512vnni */
+#endif
+
+#else
+const simd_kernels *simd_table_avx512(void) { return NULL; } /* built without the AVX-512 flags */
+const simd_kernels *simd_table_avx512vnni(void) { return NULL; }
+#endif
