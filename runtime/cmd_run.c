@@ -158,6 +158,9 @@ int cmd_run(int argc, char **argv) {
         goto fail;
     }
     int32_t eos = tokenizer_find_special(tok, "<|eos|>"), sep = tokenizer_find_special(tok, "<|separator|>");
+    if (eos < 0 && sep < 0)
+        fprintf(stderr, "grok2 run: warning: %s has neither <|eos|> nor <|separator|>: only -n ends generation\n",
+                o.model);
     double t0 = now_seconds();
     if (grok_eval(ctx, ids + first, (uint32_t)n_prompt, 0, logits, false, &err)) goto fail;
     double t1 = now_seconds();

@@ -18,7 +18,13 @@
 
 #include "runtime.h"
 
-#define ROWS_PER_TASK 16 /* a multiple of the kernels' 4-row unroll */
+/* Each thread streams long contiguous row ranges: the hardware prefetchers lose their stream at
+ * every jump, and 16-row tasks interleaved between threads cost a third of the decode speed.
+ * A task is at least MIN_TASK_BYTES of weights, and each matrix is cut into about
+ * TASKS_PER_THREAD tasks per thread so the atomic task counter still balances the threads. */
+#define MIN_TASK_BYTES (256u << 10)
+#define TASKS_PER_THREAD 2
+#define ROW_UNROLL 4 /* the kernels' multi-row unroll: task boundaries are multiples of it */
 
 /* An input of one or more matmuls: f32 rows, quantized lazily to each partner type once. */
 typedef struct {
@@ -87,7 +93,7 @@ typedef struct {
     const simd_type_kernels *kernels; /* NULL: no kernels for the type, decode rows instead */
     const void *x;                    /* the activation in the kernels' partner type */
     size_t x_col_bytes;
-    int64_t first_task;
+    int64_t first_task, rows_per_task;
 } matmul_part;
 
 typedef struct {
@@ -117,8 +123,8 @@ static void matmul_task(void *arg, int64_t task, int thread) {
     int i = job->n_parts - 1;
     while (task < job->parts[i].first_task) i--;
     const matmul_part *p = &job->parts[i];
-    int64_t r0 = (task - p->first_task) * ROWS_PER_TASK;
-    int64_t r1 = r0 + ROWS_PER_TASK < p->w->rows ? r0 + ROWS_PER_TASK : p->w->rows;
+    int64_t r0 = (task - p->first_task) * p->rows_per_task;
+    int64_t r1 = r0 + p->rows_per_task < p->w->rows ? r0 + p->rows_per_task : p->w->rows;
     const uint8_t *w = p->data + (size_t)r0 * p->w->row_bytes;
     const activation *a = job->act;
     if (!p->kernels)
@@ -128,6 +134,14 @@ static void matmul_task(void *arg, int64_t task, int thread) {
     else
         p->kernels->matmul(a->cols, r1 - r0, w, p->w->row_bytes, a->n, p->x, p->x_col_bytes, p->y + r0,
                            (size_t)p->w->rows);
+}
+
+static int64_t rows_per_task(const grok_context *ctx, const weight_matrix *w) {
+    int64_t tasks = (int64_t)thread_pool_size(ctx->pool) * TASKS_PER_THREAD;
+    int64_t rows = (w->rows + tasks - 1) / tasks;
+    int64_t min_rows = (int64_t)(MIN_TASK_BYTES / (w->row_bytes ? w->row_bytes : 1));
+    if (rows < min_rows) rows = min_rows;
+    return (rows + ROW_UNROLL - 1) / ROW_UNROLL * ROW_UNROLL;
 }
 
 /* Up to three matrices that read the same input, in one pass of the pool (one barrier). */
@@ -144,7 +158,8 @@ static void matmul_many(grok_context *ctx, const activation *a, int n_parts, con
         if (p->kernels && a->cols % p->kernels->block) p->kernels = NULL;
         if (p->kernels) p->x = activation_as(ctx, a, p->kernels->act_type, &p->x_col_bytes);
         p->first_task = tasks;
-        tasks += (w[i]->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+        p->rows_per_task = rows_per_task(ctx, w[i]);
+        tasks += (w[i]->rows + p->rows_per_task - 1) / p->rows_per_task;
     }
     thread_pool_run(ctx->pool, matmul_task, &job, tasks);
 }
