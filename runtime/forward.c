@@ -55,7 +55,7 @@ struct grok_context {
     /* per-thread scratch */
     size_t row_width, score_width;
     float *thread_row;   /* [threads][row_width]: one decoded weight row */
-    float *thread_score; /* [threads][n_ctx] */
+    float *thread_score; /* [threads][group][n_ctx] */
 };
 
 /* ---- small math ---------------------------------------------------------------------------- */
@@ -229,22 +229,25 @@ typedef struct {
     const simd_type_kernels *cache_kernels; /* the KV cache's type times f32 */
 } attention_job;
 
-/* One (token, head): scores over every cached position up to the token's own. */
+/* One (token, kv head): the query heads that share the kv head (GQA) go through its cached keys
+ * and values together, so each cached row is read once per group, not once per head. */
 static void attention_task(void *p, int64_t task, int thread) {
     const attention_job *job = p;
     grok_context *ctx = job->ctx;
     const grok_hparams *hp = &ctx->model->hp;
     const simd_kernels *k = ctx->kernels;
-    uint32_t hd = hp->head_dim, n_head = hp->n_head;
-    uint32_t t = (uint32_t)(task / n_head), h = (uint32_t)(task % n_head);
-    uint32_t kv_head = h / (n_head / hp->n_head_kv);
+    uint32_t hd = hp->head_dim, n_head = hp->n_head, group = n_head / hp->n_head_kv;
+    uint32_t t = (uint32_t)(task / hp->n_head_kv), kv_head = (uint32_t)(task % hp->n_head_kv);
     uint32_t pos = job->n_past + t, n_keys = pos + 1;
-    const float *q = ctx->q + ((size_t)t * n_head + h) * hd;
-    float *scores = ctx->thread_score + (size_t)thread * ctx->score_width;
+    const float *q = ctx->q + ((size_t)t * n_head + (size_t)kv_head * group) * hd; /* the group's heads */
+    float *scores = ctx->thread_score + (size_t)thread * ctx->score_width;     /* [group][n_keys] */
     size_t row_bytes = kv_dim(ctx) * ctx->kv_elem;
-    /* scores_j = q . k_j: the cached keys are the rows of a matrix in the cache's type */
-    job->cache_kernels->matvec(hd, n_keys, k_row(ctx, job->layer, 0) + (size_t)kv_head * hd * ctx->kv_elem, row_bytes,
-                               q, scores);
+    const uint8_t *keys = k_row(ctx, job->layer, 0) + (size_t)kv_head * hd * ctx->kv_elem;
+    /* scores[i][j] = q_i . k_j: the cached keys are the rows of a matrix in the cache's type */
+    if (group == 1)
+        job->cache_kernels->matvec(hd, n_keys, keys, row_bytes, q, scores);
+    else
+        job->cache_kernels->matmul(hd, n_keys, keys, row_bytes, group, q, hd * sizeof(float), scores, n_keys);
     /* s = cap * tanh(s / sqrt(hd) / cap), then the attention temperature: a query at position
      * p > L sharpens by log2(p) / log2(L), the reference's log2(p)/10 for Grok-2's L = 1024
      * (and no jump at p = L for other L) */
@@ -252,18 +255,23 @@ static void attention_task(void *p, int64_t task, int thread) {
     float temperature = pos > hp->attn_temperature_len
                             ? (float)(log2((double)pos) / log2((double)hp->attn_temperature_len))
                             : 1.0f;
+    size_t all = (size_t)group * n_keys;
     if (cap > 0) {
-        for (uint32_t j = 0; j < n_keys; j++) scores[j] *= scale / cap;
-        k->tanh(scores, scores, n_keys);
-        for (uint32_t j = 0; j < n_keys; j++) scores[j] *= cap * temperature;
+        for (size_t j = 0; j < all; j++) scores[j] *= scale / cap;
+        k->tanh(scores, scores, (int64_t)all);
+        for (size_t j = 0; j < all; j++) scores[j] *= cap * temperature;
     } else {
-        for (uint32_t j = 0; j < n_keys; j++) scores[j] *= scale * temperature;
+        for (size_t j = 0; j < all; j++) scores[j] *= scale * temperature;
     }
-    k->softmax(scores, n_keys);
-    /* out_i = sum_j p_j v_j[i]: V is stored transposed, so this is a matvec too */
-    float *out = ctx->attn + ((size_t)t * n_head + h) * hd;
-    job->cache_kernels->matvec(n_keys, hd, v_rows(ctx, job->layer) + (size_t)kv_head * hd * ctx->n_ctx * ctx->kv_elem,
-                               ctx->n_ctx * ctx->kv_elem, scores, out);
+    for (uint32_t i = 0; i < group; i++) k->softmax(scores + (size_t)i * n_keys, n_keys);
+    /* out_i = sum_j p_ij v_j: V is stored transposed, so this is a matvec (matmul for a group) */
+    float *out = ctx->attn + ((size_t)t * n_head + (size_t)kv_head * group) * hd;
+    const uint8_t *values = v_rows(ctx, job->layer) + (size_t)kv_head * hd * ctx->n_ctx * ctx->kv_elem;
+    size_t v_row_bytes = ctx->n_ctx * ctx->kv_elem;
+    if (group == 1)
+        job->cache_kernels->matvec(n_keys, hd, values, v_row_bytes, scores, out);
+    else
+        job->cache_kernels->matmul(n_keys, hd, values, v_row_bytes, group, scores, n_keys * sizeof(float), out, hd);
 }
 
 static void attention(grok_context *ctx, uint32_t layer, const grok_layer *L, uint32_t n, uint32_t n_past) {
@@ -279,7 +287,7 @@ static void attention(grok_context *ctx, uint32_t layer, const grok_layer *L, ui
         kv_store(ctx, layer, n_past + t, ctx->k + t * kvd, ctx->v + t * kvd);
     }
     attention_job job = {ctx, layer, n_past, simd_type_kernels_get(ctx->kernels, kv_simd_type(ctx->kv_type))};
-    thread_pool_run(ctx->pool, attention_task, &job, (int64_t)n * hp->n_head);
+    thread_pool_run(ctx->pool, attention_task, &job, (int64_t)n * hp->n_head_kv);
     activation heads = activation_of(ctx, ctx->attn, n, (int64_t)q_dim);
     matmul(ctx, &L->o, NULL, &heads, ctx->proj);
 }
@@ -472,7 +480,7 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     ctx->kernels = simd_kernels_get();
     ctx->act_q8_0 = malloc(B * (ctx->row_width / QK8_0 + 1) * sizeof(block_q8_0));
     ctx->act_q8_k = malloc(B * (ctx->row_width / QK_K + 1) * sizeof(block_q8_k));
-    ctx->score_width = ctx->n_ctx;
+    ctx->score_width = (size_t)ctx->n_ctx * (hp->n_head / hp->n_head_kv); /* a GQA group's scores */
     int threads = ctx->pool ? thread_pool_size(ctx->pool) : 1;
     ctx->thread_row = malloc((size_t)threads * ctx->row_width * sizeof(float));
     ctx->thread_score = malloc((size_t)threads * ctx->score_width * sizeof(float));
