@@ -53,7 +53,7 @@ struct bench_pool {
     const void *xq;
     size_t xq_bytes;
     int ncols;
-    int64_t nrows;
+    int64_t nrows, rows_per_call; /* rows_per_call 0: one call per thread */
     size_t row_bytes;
     float *y;
     uint64_t sums[256];
@@ -198,13 +198,16 @@ static void job_read(bench_pool *pool, int t) {
 static void job_matvec(bench_pool *pool, int t) {
     int64_t b, e;
     slice(pool->nrows, t, pool->active, &b, &e);
-    if (e <= b) return;
-    const uint8_t *w = pool->buf + (size_t)b * pool->row_bytes;
-    if (pool->ncols == 1)
-        pool->kernels->matvec(BENCH_COLS, e - b, w, pool->row_bytes, pool->xq, pool->y + b);
-    else
-        pool->kernels->matmul(BENCH_COLS, e - b, w, pool->row_bytes, pool->ncols, pool->xq, pool->xq_bytes, pool->y + b,
-                              (size_t)pool->nrows);
+    int64_t step = pool->rows_per_call > 0 ? pool->rows_per_call : e - b;
+    for (int64_t r0 = b; r0 < e; r0 += step) { /* --rows-per-call: calls as small as a caller's tasks */
+        int64_t r1 = r0 + step < e ? r0 + step : e;
+        const uint8_t *w = pool->buf + (size_t)r0 * pool->row_bytes;
+        if (pool->ncols == 1)
+            pool->kernels->matvec(BENCH_COLS, r1 - r0, w, pool->row_bytes, pool->xq, pool->y + r0);
+        else
+            pool->kernels->matmul(BENCH_COLS, r1 - r0, w, pool->row_bytes, pool->ncols, pool->xq, pool->xq_bytes,
+                                  pool->y + r0, (size_t)pool->nrows);
+    }
 }
 
 /* ---- measuring -------------------------------------------------------------------------------- */
@@ -225,16 +228,19 @@ typedef struct {
 
 static void usage(const char *cmd) {
     fprintf(stderr,
-            "usage: %s --kernels [--mb N] [--threads N] [--isa NAME] [--reps N] [--batch N] [--json]\n"
+            "usage: %s --kernels [--mb N] [--threads N] [--isa NAME] [--reps N] [--batch N]\n"
+            "       [--rows-per-call N] [--json]\n"
             "  GB/s of weights per kernel (matvec, and matmul on --batch columns, default 8) with one\n"
             "  thread and with all threads, next to the read bandwidth measured in the same run.\n"
-            "  --mb: matrix size (default max(256, 2 x last-level cache)); --isa: kernels to use.\n",
+            "  --mb: matrix size (default max(256, 2 x last-level cache)); --isa: kernels to use;\n"
+            "  --rows-per-call: call the kernels on this many rows at a time (default: a thread's\n"
+            "  whole share), as a caller splitting rows into small tasks would.\n",
             cmd);
 }
 
 int bench_kernels(int argc, char **argv) {
     const char *cmd = argc > 0 ? argv[0] : "bench";
-    long mb = 0, threads = sysconf(_SC_NPROCESSORS_ONLN), reps = 3, batch = 8;
+    long mb = 0, threads = sysconf(_SC_NPROCESSORS_ONLN), reps = 3, batch = 8, rows_per_call = 0;
     const char *isa = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
@@ -245,6 +251,7 @@ int bench_kernels(int argc, char **argv) {
         else if (strcmp(a, "--threads") == 0 && i + 1 < argc) threads = atol(argv[++i]);
         else if (strcmp(a, "--reps") == 0 && i + 1 < argc) reps = atol(argv[++i]);
         else if (strcmp(a, "--batch") == 0 && i + 1 < argc) batch = atol(argv[++i]);
+        else if (strcmp(a, "--rows-per-call") == 0 && i + 1 < argc) rows_per_call = atol(argv[++i]);
         else if (strcmp(a, "--isa") == 0 && i + 1 < argc) isa = argv[++i];
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(cmd);
@@ -255,8 +262,9 @@ int bench_kernels(int argc, char **argv) {
             return 2;
         }
     }
-    if (threads < 1 || threads > 256 || reps < 1 || batch < 1 || batch > 64 || mb < 0) {
-        fprintf(stderr, "%s: --threads must be 1..256, --reps >= 1, --batch 1..64, --mb >= 0\n", cmd);
+    if (threads < 1 || threads > 256 || reps < 1 || batch < 1 || batch > 64 || mb < 0 || rows_per_call < 0) {
+        fprintf(stderr, "%s: --threads must be 1..256, --reps >= 1, --batch 1..64, --mb and --rows-per-call >= 0\n",
+                cmd);
         return 2;
     }
     const simd_kernels *k = simd_kernels_get();
@@ -308,6 +316,7 @@ int bench_kernels(int argc, char **argv) {
     }
     pool.xq = xq;
     pool.y = y;
+    pool.rows_per_call = rows_per_call;
 
     pool_run(&pool, job_read, (int)threads); /* warm up */
     double read_one = (double)bytes / best_time(&pool, job_read, 1, (int)reps) / 1e9;
@@ -344,8 +353,9 @@ int bench_kernels(int argc, char **argv) {
     char cpu_line[512];
     simd_describe(cpu_line, sizeof cpu_line);
     if (json) {
-        printf("{\"isa\": \"%s\", \"threads\": %ld, \"matrix_mib\": %zu, \"columns\": %d, \"llc_bytes\": %ld,\n", k->name,
-               threads, bytes >> 20, BENCH_COLS, llc);
+        printf("{\"isa\": \"%s\", \"threads\": %ld, \"matrix_mib\": %zu, \"columns\": %d, \"llc_bytes\": %ld, "
+               "\"rows_per_call\": %ld,\n",
+               k->name, threads, bytes >> 20, BENCH_COLS, llc, rows_per_call);
         printf(" \"read_gbps\": {\"one_thread\": %.2f, \"all_threads\": %.2f},\n \"kernels\": [\n", read_one, read_all);
         for (int i = 0; i < nrows_out; i++)
             printf("  {\"kernel\": \"%s\", \"gbps_one_thread\": %.2f, \"gbps_all_threads\": %.2f, "
@@ -355,8 +365,10 @@ int bench_kernels(int argc, char **argv) {
         printf(" ]}\n");
     } else {
         printf("%s\n", cpu_line);
-        printf("kernels: %s, %ld threads, weights %zu MiB (last-level cache %ld MiB), %d columns, best of %ld\n\n",
-               k->name, threads, bytes >> 20, llc > 0 ? llc >> 20 : -1, BENCH_COLS, reps);
+        printf("kernels: %s, %ld threads, weights %zu MiB (last-level cache %ld MiB), %d columns, best of %ld", k->name,
+               threads, bytes >> 20, llc > 0 ? llc >> 20 : -1, BENCH_COLS, reps);
+        if (rows_per_call > 0) printf(", %ld rows per call", rows_per_call);
+        printf("\n\n");
         printf("%-18s %12s %12s %10s %10s\n", "kernel", "1 thr GB/s", "all GB/s", "1 thr/rd", "all/rd");
         printf("%-18s %12.2f %12.2f %10s %10s\n", "memory read", read_one, read_all, "1.00", "1.00");
         for (int i = 0; i < nrows_out; i++)

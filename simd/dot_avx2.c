@@ -305,11 +305,14 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
                     isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(plo, phi));
                 }
             }
-            float d = half_f32(hdr->d), dmin = half_f32(hdr->dmin);
+            int32_t d_dmin;
+            memcpy(&d_dmin, hdr, 4);
+            __m128 scales = _mm_cvtph_ps(_mm_cvtsi32_si128(d_dmin)); /* d, dmin: one conversion */
             SIMD_UNROLL for (int c = 0; c < C; c++) {
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * xb[c]->d), acc[r][c]);
+                __m128 sx = _mm_mul_ps(scales, _mm_set1_ps(xb[c]->d)); /* d dx, dmin dx */
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_broadcastss_ps(sx), acc[r][c]);
                 __m128i ms = _mm_madd_epi16(m16, bpairs[c]);
-                accm[r][c] = _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_set1_ps(dmin * xb[c]->d), accm[r][c]);
+                accm[r][c] = _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_shuffle_ps(sx, sx, 0x55), accm[r][c]);
             }
         }
     }

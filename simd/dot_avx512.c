@@ -335,7 +335,7 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
     for (int64_t ib = 0; ib < n / QK_K; ib++) {
         __m512i xv[4][4];
         __m128i bpairs[4];
-        float dx[4];
+        __m128 dxv[4];
         SIMD_UNROLL for (int c = 0; c < C; c++) {
             const block_q8_k *xb = (const block_q8_k *)(x + c * xcb) + ib;
             xv[c][0] = load_x_pair(xb->qs, xb->qs + 64);
@@ -343,7 +343,7 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
             xv[c][2] = load_x_pair(xb->qs + 128, xb->qs + 192);
             xv[c][3] = load_x_pair(xb->qs + 160, xb->qs + 224);
             bpairs[c] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb->bsums), _mm_loadu_si128((const __m128i *)(xb->bsums + 8)));
-            dx[c] = xb->d;
+            dxv[c] = _mm_set1_ps(xb->d);
         }
         SIMD_UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *blk = w + r * wrb + ib * block_bytes;
@@ -363,15 +363,18 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
             __m512i sc[4];
             SIMD_UNROLL for (int p = 0; p < 4; p++)
                 sc[p] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_k45[p]), _mm512_castsi256_si512(sm16));
-            float d = half_f32(hdr->d), dmin = half_f32(hdr->dmin);
+            int32_t d_dmin;
+            memcpy(&d_dmin, hdr, 4);
+            __m128 scales = _mm_cvtph_ps(_mm_cvtsi32_si128(d_dmin)); /* d, dmin: one conversion */
             SIMD_UNROLL for (int c = 0; c < C; c++) {
                 const __m512i zero = _mm512_setzero_si512(); /* two chains of two: shorter latency */
                 __m512i isum = scaled_pairs(vnni, scaled_pairs(vnni, zero, planes[0], xv[c][0], sc[0]), planes[1], xv[c][1], sc[1]);
                 __m512i isum2 = scaled_pairs(vnni, scaled_pairs(vnni, zero, planes[2], xv[c][2], sc[2]), planes[3], xv[c][3], sc[3]);
                 isum = _mm512_add_epi32(isum, isum2);
-                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * dx[c]), acc[r][c]);
+                __m128 sx = _mm_mul_ps(scales, dxv[c]); /* d dx, dmin dx */
+                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(sx), acc[r][c]);
                 __m128i ms = _mm_madd_epi16(m16, bpairs[c]);
-                accm[r][c] = _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_set1_ps(dmin * dx[c]), accm[r][c]);
+                accm[r][c] = _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_shuffle_ps(sx, sx, 0x55), accm[r][c]);
             }
         }
     }
