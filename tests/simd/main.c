@@ -113,6 +113,7 @@ int main(int argc, char **argv) {
             failed++;
         } else {
             printf("ok   simd_kernels_get() chose %s\n", k->name);
+            passed++;
         }
     }
     printf("%d passed, %d failed\n", passed, failed);
