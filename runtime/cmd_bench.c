@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "runtime.h"
 
@@ -88,12 +87,6 @@ static int parse_bench_options(int argc, char **argv, bench_options *o) {
     return 0;
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 typedef struct {
     double mean, stddev;
 } stat;
@@ -152,15 +145,15 @@ int cmd_bench(int argc, char **argv) {
     if (o.generate && grok_eval(ctx, tokens + o.depth, 1, o.depth, logits, false, &err)) goto done; /* warm-up */
     for (uint32_t r = 0; r < o.repetitions; r++) {
         if (o.prompt) {
-            double t0 = now_seconds();
+            double t0 = cli_now_seconds();
             if (grok_eval(ctx, tokens + o.depth, o.prompt, o.depth, logits, false, &err)) goto done;
-            pp[r] = o.prompt / (now_seconds() - t0);
+            pp[r] = o.prompt / (cli_now_seconds() - t0);
         }
         if (o.generate) {
-            double t0 = now_seconds();
+            double t0 = cli_now_seconds();
             for (uint32_t i = 0; i < o.generate; i++)
                 if (grok_eval(ctx, tokens + o.depth + i, 1, o.depth + i, logits, false, &err)) goto done;
-            tg[r] = o.generate / (now_seconds() - t0);
+            tg[r] = o.generate / (cli_now_seconds() - t0);
         }
     }
     stat spp = stats(pp, o.repetitions), stg = stats(tg, o.repetitions);

@@ -63,39 +63,6 @@ static int parse_tokens(const char *text, int32_t **ids, uint32_t *n, g2_error *
     return 0;
 }
 
-static char *read_file_text(const char *path, g2_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        g2_fail(err, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += got;
-        if (len + 1 == cap) {
-            char *grown = realloc(buf, cap *= 2);
-            if (!grown) {
-                free(buf);
-                buf = NULL;
-            }
-            buf = grown;
-        }
-    }
-    if (buf && ferror(f)) {
-        free(buf);
-        buf = NULL;
-        g2_fail(err, "%s: read error", path);
-    } else if (!buf) {
-        g2_fail(err, "%s: out of memory", path);
-    } else {
-        buf[len] = 0;
-    }
-    fclose(f);
-    return buf;
-}
-
 static void print_line(FILE *out, uint32_t pos, int32_t token, const float *logits, uint32_t n_vocab) {
     uint32_t argmax = 0;
     for (uint32_t i = 1; i < n_vocab; i++)
@@ -177,7 +144,7 @@ int cmd_logits(int argc, char **argv) {
     int32_t *tokens = NULL;
     uint32_t n = 0;
     char *file_text = NULL;
-    if (o.tokens[0] == '@' && !(file_text = read_file_text(o.tokens + 1, &err))) {
+    if (o.tokens[0] == '@' && !(file_text = cli_read_file(o.tokens + 1, NULL, &err))) {
         fprintf(stderr, "grok2 logits: %s\n", err.msg);
         return 1;
     }

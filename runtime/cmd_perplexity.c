@@ -87,27 +87,6 @@ static int parse_perplexity_options(int argc, char **argv, perplexity_options *o
     return 0;
 }
 
-static char *read_whole_file(const char *path, size_t *len, g2_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        g2_fail(err, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)size + 1)) && fread(buf, 1, (size_t)size, f) == (size_t)size) {
-        buf[size] = 0;
-        *len = (size_t)size;
-    } else {
-        free(buf);
-        buf = NULL;
-        g2_fail(err, "%s: cannot read (%s)", path, size < 0 ? "not a regular file" : strerror(errno));
-    }
-    fclose(f);
-    return buf;
-}
-
 /* log-softmax in place; returns the argmax */
 static uint32_t log_softmax(float *x, uint32_t n) {
     uint32_t best = 0;
@@ -176,7 +155,7 @@ int cmd_perplexity(int argc, char **argv) {
     kl_file kl = {0};
     size_t text_len = 0, n_tokens = 0;
     if (grok_model_load(&model, o.model, &err) || tokenizer_from_gguf(&tok, model->file, &err) ||
-        !(text = read_whole_file(o.file, &text_len, &err)) ||
+        !(text = cli_read_file(o.file, &text_len, &err)) ||
         tokenizer_encode(tok, text, text_len, false, &tokens, &n_tokens, &err))
         goto done;
     if (o.n_ctx > model->hp.n_ctx_train) o.n_ctx = model->hp.n_ctx_train;

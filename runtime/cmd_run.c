@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "runtime.h"
 
@@ -100,12 +99,6 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
     return 0;
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int cmd_run(int argc, char **argv) {
     run_options o = {0};
     if (parse_run_options(argc, argv, &o)) {
@@ -161,9 +154,9 @@ int cmd_run(int argc, char **argv) {
     if (eos < 0 && sep < 0)
         fprintf(stderr, "grok2 run: warning: %s has neither <|eos|> nor <|separator|>: only -n ends generation\n",
                 o.model);
-    double t0 = now_seconds();
+    double t0 = cli_now_seconds();
     if (grok_eval(ctx, ids + first, (uint32_t)n_prompt, 0, logits, false, &err)) goto fail;
-    double t1 = now_seconds();
+    double t1 = cli_now_seconds();
     utf8_stream stream = {0};
     char text[4096];
     uint32_t pos = (uint32_t)n_prompt, generated = 0;
@@ -182,7 +175,7 @@ int cmd_run(int argc, char **argv) {
     }
     fwrite(text, 1, utf8_stream_flush(&stream, text, sizeof text), stdout);
     putchar('\n');
-    double t2 = now_seconds();
+    double t2 = cli_now_seconds();
     fprintf(stderr, "grok2 run: prompt %zu tokens in %.3f s (%.2f tokens/s), generated %u tokens in %.3f s (%.2f tokens/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
     rc = 0;

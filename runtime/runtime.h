@@ -131,6 +131,13 @@ typedef struct {
 /* The text of the messages (malloc'd), with the generation prompt at the end if asked. */
 char *chat_format(const chat_message *messages, size_t n, bool add_generation_prompt);
 
+/* ---- small helpers of the commands -------------------------------------------------------- */
+/* Monotonic seconds, for speed reports. */
+double cli_now_seconds(void);
+/* A whole file, NUL-terminated (malloc'd); *len (if non-NULL) gets its length. NULL with a
+ * message naming the file on failure. */
+char *cli_read_file(const char *path, size_t *len, g2_error *err);
+
 /* `grok2 logits`: the tool for every numerical comparison. */
 int cmd_logits(int argc, char **argv);
 /* `grok2 run`: prompt in, generated text out. */
