@@ -40,3 +40,28 @@ char *cli_read_file(const char *path, size_t *len, g2_error *err) {
     if (len) *len = n;
     return buf;
 }
+
+int cli_u32(const char *command, const char *flag, const char *value, uint32_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(value, &end, 10);
+    if (*end || end == value || errno || v > UINT32_MAX || value[0] == '-') {
+        fprintf(stderr, "grok2 %s: %s wants a non-negative integer, got '%s'\n", command, flag, value);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int cli_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p) {
+    if (!strcmp(flag, "--kv-type")) {
+        if (kv_cache_type_parse(value, &p->kv_type) == 0) return 1;
+        fprintf(stderr, "grok2 %s: --kv-type is f16, f32 or bf16, not '%s'\n", command, value);
+        return -1;
+    }
+    if (strcmp(flag, "-t") && strcmp(flag, "--threads")) return 0;
+    uint32_t n;
+    if (cli_u32(command, flag, value, &n)) return -1;
+    p->n_threads = (int)n;
+    return 1;
+}

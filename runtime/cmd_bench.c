@@ -52,34 +52,24 @@ static int parse_bench_options(int argc, char **argv, bench_options *o) {
             return -1;
         }
         const char *value = argv[++i];
-        char *end = NULL;
-        unsigned long n = strtoul(value, &end, 10);
-        bool numeric = end && !*end && end != value && value[0] != '-' && n <= UINT32_MAX;
+        int shared = cli_context_flag("bench", a, value, &o->ctx);
+        if (shared < 0) return -1;
+        if (shared) continue;
+        uint32_t *number = !strcmp(a, "-p")        ? &o->prompt
+                           : !strcmp(a, "-n")      ? &o->generate
+                           : !strcmp(a, "-r")      ? &o->repetitions
+                           : !strcmp(a, "--depth") ? &o->depth
+                                                   : NULL;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             o->model = value;
-        } else if (!strcmp(a, "--kv-type")) {
-            if (kv_cache_type_parse(value, &o->ctx.kv_type)) {
-                fprintf(stderr, "grok2 bench: --kv-type is f16, f32 or bf16, not '%s'\n", value);
-                return -1;
-            }
-        } else if (!numeric) {
-            fprintf(stderr, "grok2 bench: %s wants a non-negative integer, got '%s'\n", a, value);
-            return -1;
-        } else if (!strcmp(a, "-p")) {
-            o->prompt = (uint32_t)n;
-        } else if (!strcmp(a, "-n")) {
-            o->generate = (uint32_t)n;
-        } else if (!strcmp(a, "-r")) {
-            o->repetitions = n ? (uint32_t)n : 1;
-        } else if (!strcmp(a, "--depth")) {
-            o->depth = (uint32_t)n;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            o->ctx.n_threads = (int)n;
+        } else if (number) {
+            if (cli_u32("bench", a, value, number)) return -1;
         } else {
             fprintf(stderr, "grok2 bench: unknown option '%s'\n", a);
             return -1;
         }
     }
+    if (o->repetitions == 0) o->repetitions = 1;
     if (!o->model) {
         fprintf(stderr, "grok2 bench: -m MODEL is required\n");
         return -1;

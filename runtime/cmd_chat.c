@@ -63,26 +63,17 @@ static int parse_chat_options(int argc, char **argv, chat_options *o) {
             return -1;
         }
         const char *value = argv[++i];
-        char *end = NULL;
-        unsigned long n = strtoul(value, &end, 10);
-        bool numeric = end && !*end && end != value && value[0] != '-' && n <= UINT32_MAX;
+        int shared = cli_context_flag("chat", a, value, &o->ctx);
+        if (shared < 0) return -1;
+        if (shared) continue;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             o->model = value;
         } else if (!strcmp(a, "--system")) {
             o->system = value;
-        } else if (!strcmp(a, "--kv-type")) {
-            if (kv_cache_type_parse(value, &o->ctx.kv_type)) {
-                fprintf(stderr, "grok2 chat: --kv-type is f16, f32 or bf16, not '%s'\n", value);
-                return -1;
-            }
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--ctx") || !strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!numeric) {
-                fprintf(stderr, "grok2 chat: %s wants a non-negative integer, got '%s'\n", a, value);
-                return -1;
-            }
-            if (!strcmp(a, "-n")) o->n_predict = (uint32_t)n;
-            else if (!strcmp(a, "--ctx")) o->ctx.n_ctx = (uint32_t)n;
-            else o->ctx.n_threads = (int)n;
+        } else if (!strcmp(a, "-n")) {
+            if (cli_u32("chat", a, value, &o->n_predict)) return -1;
+        } else if (!strcmp(a, "--ctx")) {
+            if (cli_u32("chat", a, value, &o->ctx.n_ctx)) return -1;
         } else {
             fprintf(stderr, "grok2 chat: unknown option '%s'\n", a);
             return -1;

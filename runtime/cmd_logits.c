@@ -78,22 +78,10 @@ typedef struct {
     grok_context_params ctx;
 } logits_options;
 
-static int parse_uint(const char *flag, const char *value, uint32_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(value, &end, 10);
-    if (*end || end == value || errno || v > UINT32_MAX || value[0] == '-') {
-        fprintf(stderr, "grok2 logits: %s wants a non-negative integer, got '%s'\n", flag, value);
-        return -1;
-    }
-    *out = (uint32_t)v;
-    return 0;
-}
-
 static int parse_options(int argc, char **argv, logits_options *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        uint32_t u;
+        int shared;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             logits_usage(stdout);
             exit(0);
@@ -104,24 +92,19 @@ static int parse_options(int argc, char **argv, logits_options *o) {
         } else if (!value) {
             fprintf(stderr, "grok2 logits: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
             return -1;
+        } else if ((shared = cli_context_flag("logits", a, value, &o->ctx)) != 0) {
+            if (shared < 0) return -1;
+            i++;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             o->model = argv[++i];
         } else if (!strcmp(a, "--tokens")) {
             o->tokens = argv[++i];
         } else if (!strcmp(a, "--out")) {
             o->out = argv[++i];
-        } else if (!strcmp(a, "--kv-type")) {
-            if (kv_cache_type_parse(argv[++i], &o->ctx.kv_type)) {
-                fprintf(stderr, "grok2 logits: --kv-type is f16, f32 or bf16, not '%s'\n", argv[i]);
-                return -1;
-            }
         } else if (!strcmp(a, "--ctx")) {
-            if (parse_uint(a, argv[++i], &o->ctx.n_ctx)) return -1;
+            if (cli_u32("logits", a, argv[++i], &o->ctx.n_ctx)) return -1;
         } else if (!strcmp(a, "--batch")) {
-            if (parse_uint(a, argv[++i], &o->ctx.max_batch)) return -1;
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (parse_uint(a, argv[++i], &u)) return -1;
-            o->ctx.n_threads = (int)u;
+            if (cli_u32("logits", a, argv[++i], &o->ctx.max_batch)) return -1;
         } else {
             fprintf(stderr, "grok2 logits: unknown option '%s'\n", a);
             return -1;

@@ -47,26 +47,21 @@ static int parse_perplexity_options(int argc, char **argv, perplexity_options *o
             return -1;
         }
         const char *value = argv[++i];
-        char *end = NULL;
-        unsigned long n = strtoul(value, &end, 10);
-        bool numeric = end && !*end && end != value && value[0] != '-' && n <= UINT32_MAX;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model = value;
-        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->file = value;
-        else if (!strcmp(a, "--kl-base")) o->kl_base_out = value;
-        else if (!strcmp(a, "--kl")) o->kl_base_in = value;
-        else if (!strcmp(a, "--kv-type")) {
-            if (kv_cache_type_parse(value, &o->ctx.kv_type)) {
-                fprintf(stderr, "grok2 perplexity: --kv-type is f16, f32 or bf16, not '%s'\n", value);
-                return -1;
-            }
-        } else if (!strcmp(a, "--ctx") || !strcmp(a, "--chunks") || !strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (!numeric) {
-                fprintf(stderr, "grok2 perplexity: %s wants a non-negative integer, got '%s'\n", a, value);
-                return -1;
-            }
-            if (!strcmp(a, "--ctx")) o->n_ctx = (uint32_t)n;
-            else if (!strcmp(a, "--chunks")) o->max_chunks = (uint32_t)n;
-            else o->ctx.n_threads = (int)n;
+        int shared = cli_context_flag("perplexity", a, value, &o->ctx);
+        if (shared < 0) return -1;
+        if (shared) continue;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            o->model = value;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            o->file = value;
+        } else if (!strcmp(a, "--kl-base")) {
+            o->kl_base_out = value;
+        } else if (!strcmp(a, "--kl")) {
+            o->kl_base_in = value;
+        } else if (!strcmp(a, "--ctx")) {
+            if (cli_u32("perplexity", a, value, &o->n_ctx)) return -1;
+        } else if (!strcmp(a, "--chunks")) {
+            if (cli_u32("perplexity", a, value, &o->max_chunks)) return -1;
         } else {
             fprintf(stderr, "grok2 perplexity: unknown option '%s'\n", a);
             return -1;

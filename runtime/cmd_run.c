@@ -1,6 +1,5 @@
 /* `grok2 run`: encode a prompt, prefill it, sample a continuation, stream the text, report
  * speed. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,25 +33,13 @@ typedef struct {
     sampler_params sampling;
 } run_options;
 
-static int parse_u32(const char *flag, const char *value, uint32_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(value, &end, 10);
-    if (*end || end == value || errno || v > UINT32_MAX || value[0] == '-') {
-        fprintf(stderr, "grok2 run: %s wants a non-negative integer, got '%s'\n", flag, value);
-        return -1;
-    }
-    *out = (uint32_t)v;
-    return 0;
-}
-
 static int parse_run_options(int argc, char **argv, run_options *o) {
     o->n_predict = 64;
     o->sampling = sampler_defaults();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        uint32_t u;
         g2_error err;
+        int shared;
         int sampling_flag = sampler_parse_flag(&o->sampling, argc, argv, &i, &err);
         if (sampling_flag < 0) {
             fprintf(stderr, "grok2 run: %s\n", err.msg);
@@ -71,22 +58,17 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
         } else if (i + 1 >= argc) {
             fprintf(stderr, "grok2 run: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
             return -1;
+        } else if ((shared = cli_context_flag("run", a, argv[i + 1], &o->ctx)) != 0) {
+            if (shared < 0) return -1;
+            i++;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             o->model = argv[++i];
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             o->prompt = argv[++i];
         } else if (!strcmp(a, "-n")) {
-            if (parse_u32(a, argv[++i], &o->n_predict)) return -1;
+            if (cli_u32("run", a, argv[++i], &o->n_predict)) return -1;
         } else if (!strcmp(a, "--ctx")) {
-            if (parse_u32(a, argv[++i], &o->n_ctx)) return -1;
-        } else if (!strcmp(a, "--kv-type")) {
-            if (kv_cache_type_parse(argv[++i], &o->ctx.kv_type)) {
-                fprintf(stderr, "grok2 run: --kv-type is f16, f32 or bf16, not '%s'\n", argv[i]);
-                return -1;
-            }
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (parse_u32(a, argv[++i], &u)) return -1;
-            o->ctx.n_threads = (int)u;
+            if (cli_u32("run", a, argv[++i], &o->n_ctx)) return -1;
         } else {
             fprintf(stderr, "grok2 run: unknown option '%s'\n", a);
             return -1;

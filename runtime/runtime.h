@@ -137,6 +137,12 @@ double cli_now_seconds(void);
 /* A whole file, NUL-terminated (malloc'd); *len (if non-NULL) gets its length. NULL with a
  * message naming the file on failure. */
 char *cli_read_file(const char *path, size_t *len, g2_error *err);
+/* value as an unsigned 32-bit integer; otherwise prints "grok2 COMMAND: FLAG wants a
+ * non-negative integer, got 'VALUE'" and returns -1. */
+int cli_u32(const char *command, const char *flag, const char *value, uint32_t *out);
+/* The context flags the model commands share: -t/--threads N and --kv-type T. Returns 1 when
+ * flag is one of them (value consumed), 0 when it is not, -1 on a bad value (printed). */
+int cli_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p);
 
 /* `grok2 logits`: the tool for every numerical comparison. */
 int cmd_logits(int argc, char **argv);

@@ -101,3 +101,23 @@ Test(cli, info_on_malformed_files_prints_one_line_naming_the_file_and_exits_1) {
     free(src);
     free(dir);
 }
+
+/* The model commands share -t/--threads and --kv-type: bad values are refused the same way by
+ * each, before any file is opened. */
+Test(cli, shared_context_flags_are_checked_by_every_model_command) {
+    static const char *const commands[] = {"run -p x", "chat", "perplexity -f x", "bench", "logits --tokens 1"};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char name[16];
+        sscanf(commands[i], "%15s", name);
+        harness_result r = harness_run("%s %s -m none.gguf -t many", harness_grok2(), commands[i]);
+        cr_expect_eq(r.status, 2, "%s -t many: exit %d", name, r.status);
+        char want[96];
+        snprintf(want, sizeof want, "grok2 %s: -t wants a non-negative integer, got 'many'", name);
+        cr_expect(strstr(r.err, want), "%s: '%s'", name, r.err);
+        harness_result_free(&r);
+        r = harness_run("%s %s -m none.gguf --kv-type q4", harness_grok2(), commands[i]);
+        cr_expect_eq(r.status, 2, "%s --kv-type q4: exit %d", name, r.status);
+        cr_expect(strstr(r.err, "--kv-type is f16, f32 or bf16, not 'q4'"), "%s: '%s'", name, r.err);
+        harness_result_free(&r);
+    }
+}
