@@ -208,14 +208,15 @@ static void kv_store(grok_context *ctx, uint32_t layer, uint32_t pos, const floa
 
 /* ---- attention ----------------------------------------------------------------------------- */
 
-/* NeoX rotate-half RoPE over the whole head: element i pairs with i + head_dim/2. */
-static void rope(const grok_context *ctx, float *vec, uint32_t n_heads, uint32_t pos) {
+/* NeoX rotate-half RoPE over the whole head: element i pairs with i + head_dim/2. The angles
+ * are the same for the token's query and key heads, so each is computed once. */
+static void rope(const grok_context *ctx, float *q, uint32_t n_q_heads, float *k, uint32_t n_k_heads, uint32_t pos) {
     uint32_t hd = ctx->model->hp.head_dim, half = hd / 2;
     for (uint32_t i = 0; i < half; i++) {
         double angle = (double)pos * ctx->inv_freq[i];
         float c = (float)cos(angle), s = (float)sin(angle);
-        for (uint32_t h = 0; h < n_heads; h++) {
-            float *x = vec + (size_t)h * hd;
+        for (uint32_t h = 0; h < n_q_heads + n_k_heads; h++) {
+            float *x = h < n_q_heads ? q + (size_t)h * hd : k + (size_t)(h - n_q_heads) * hd;
             float x0 = x[i], x1 = x[i + half];
             x[i] = x0 * c - x1 * s;
             x[i + half] = x1 * c + x0 * s;
@@ -282,8 +283,7 @@ static void attention(grok_context *ctx, uint32_t layer, const grok_layer *L, ui
     float *y[3] = {ctx->q, ctx->k, ctx->v};
     matmul_many(ctx, &in, 3, w, NULL, y);
     for (uint32_t t = 0; t < n; t++) {
-        rope(ctx, ctx->q + t * q_dim, hp->n_head, n_past + t);
-        rope(ctx, ctx->k + t * kvd, hp->n_head_kv, n_past + t);
+        rope(ctx, ctx->q + t * q_dim, hp->n_head, ctx->k + t * kvd, hp->n_head_kv, n_past + t);
         kv_store(ctx, layer, n_past + t, ctx->k + t * kvd, ctx->v + t * kvd);
     }
     attention_job job = {ctx, layer, n_past, simd_type_kernels_get(ctx->kernels, kv_simd_type(ctx->kv_type))};
