@@ -7,8 +7,8 @@
  *   - read bandwidth: every thread sums its slice of the buffer with 16-byte loads;
  *   - each kernel: matvec over all rows, one thread, then all threads (static row split),
  *     best of --reps; "matmul xN" rows run the small-batch kernel on N activation columns.
- * Prototype (simd/simd.h): int bench_kernels(int argc, char **argv). */
-#include <pthread.h>
+ * The slices run on the runtime's thread pool. Prototype (simd/simd.h): int bench_kernels(int argc,
+ * char **argv). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../simd/simd.h"
+#include "runtime.h"
 
 #define BENCH_COLS 8192 /* Grok-2's hidden size */
 
@@ -35,16 +35,14 @@ static const bench_type bench_types[] = {
 };
 #define N_BENCH_TYPES (int)(sizeof bench_types / sizeof bench_types[0])
 
-/* ---- a minimal fork-join over pthreads: every thread runs job(thread) between two barriers -- */
+/* ---- jobs over the runtime's thread pool: `active` slices, one task each ----------------------- */
 
 typedef struct bench_pool bench_pool;
 typedef void (*bench_job)(bench_pool *pool, int thread);
 struct bench_pool {
-    int threads, active; /* threads >= active: the others sit the round out */
-    pthread_t *ids;
-    pthread_barrier_t start, done;
+    thread_pool *threads;
+    int active; /* slices of the current job: 1 runs on the caller alone */
     bench_job job;
-    bool quit;
     /* the job's arguments */
     uint8_t *buf;
     size_t bytes;
@@ -59,16 +57,10 @@ struct bench_pool {
     uint64_t sums[256];
 };
 
-static void *pool_worker(void *arg) {
-    bench_pool *pool = ((void **)arg)[0];
-    int thread = (int)(intptr_t)((void **)arg)[1];
-    free(arg);
-    for (;;) {
-        pthread_barrier_wait(&pool->start);
-        if (pool->quit) return NULL;
-        if (thread < pool->active) pool->job(pool, thread);
-        pthread_barrier_wait(&pool->done);
-    }
+static void run_slice(void *arg, int64_t task, int thread) {
+    (void)thread;
+    bench_pool *pool = arg;
+    pool->job(pool, (int)task);
 }
 
 static double now_seconds(void) {
@@ -77,41 +69,14 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Runs job on `active` threads (the caller is thread 0); returns the wall time. */
+/* Runs job in `active` slices (the caller takes one; a single slice runs on it alone); returns
+ * the wall time. */
 static double pool_run(bench_pool *pool, bench_job job, int active) {
     pool->job = job;
     pool->active = active;
     double t0 = now_seconds();
-    pthread_barrier_wait(&pool->start);
-    job(pool, 0);
-    pthread_barrier_wait(&pool->done);
+    thread_pool_run(pool->threads, run_slice, pool, active);
     return now_seconds() - t0;
-}
-
-static int pool_open(bench_pool *pool, int threads) {
-    memset(pool, 0, sizeof *pool);
-    pool->threads = threads;
-    pool->ids = calloc((size_t)threads, sizeof *pool->ids);
-    if (!pool->ids) return -1;
-    pthread_barrier_init(&pool->start, NULL, (unsigned)threads);
-    pthread_barrier_init(&pool->done, NULL, (unsigned)threads);
-    for (int t = 1; t < threads; t++) {
-        void **arg = malloc(2 * sizeof(void *));
-        if (!arg) return -1;
-        arg[0] = pool;
-        arg[1] = (void *)(intptr_t)t;
-        if (pthread_create(&pool->ids[t], NULL, pool_worker, arg) != 0) return -1;
-    }
-    return 0;
-}
-
-static void pool_close(bench_pool *pool) {
-    pool->quit = true;
-    pthread_barrier_wait(&pool->start);
-    for (int t = 1; t < pool->threads; t++) pthread_join(pool->ids[t], NULL);
-    pthread_barrier_destroy(&pool->start);
-    pthread_barrier_destroy(&pool->done);
-    free(pool->ids);
 }
 
 /* [begin, end) of n items for thread t of `active` */
@@ -290,8 +255,8 @@ int bench_kernels(int argc, char **argv) {
         return 1;
     }
     madvise(buf, bytes, MADV_HUGEPAGE); /* fewer TLB misses while streaming; advisory */
-    bench_pool pool;
-    if (pool_open(&pool, (int)threads) != 0) {
+    bench_pool pool = {0};
+    if (!(pool.threads = thread_pool_new((int)threads))) {
         fprintf(stderr, "%s: cannot start %ld threads\n", cmd, threads);
         munmap(buf, bytes);
         return 1;
@@ -376,7 +341,7 @@ int bench_kernels(int argc, char **argv) {
                    rows[i].gbps_one / read_one, rows[i].gbps_all / read_all);
         printf("\nmatmul xN: GB/s of weights, each weight used for N columns (prefill; compute-bound)\n");
     }
-    pool_close(&pool);
+    thread_pool_free(pool.threads);
     free(x);
     free(xq);
     free(y);
