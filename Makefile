@@ -30,7 +30,7 @@ endif
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(OPTFLAGS) $(WARN) $(BASE_ISA) -MMD -MP
-LDLIBS   += -lcjson -lpcre2-8 -lzstd -lm -lpthread
+LDLIBS   += -lcjson -lpcre2-8 -lzstd -lnuma -lm -lpthread
 
 LIB_SRC  := $(wildcard simd/*.c quant/*.c convert/*.c) $(filter-out runtime/main.c,$(wildcard runtime/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)

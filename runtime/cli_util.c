@@ -59,6 +59,17 @@ int cli_context_flag(const char *command, const char *flag, const char *value, g
         fprintf(stderr, "grok2 %s: --kv-type is f16, f32 or bf16, not '%s'\n", command, value);
         return -1;
     }
+    if (!strcmp(flag, "--numa")) {
+        if (numa_mode_parse(value, &p->numa) == 0) return 1;
+        fprintf(stderr, "grok2 %s: --numa is auto, shard, interleave or off, not '%s'\n", command, value);
+        return -1;
+    }
+    if (!strcmp(flag, "--threads-per-node")) {
+        if (cli_u32(command, flag, value, &p->threads_per_node)) return -1;
+        if (p->threads_per_node > 0 && p->threads_per_node <= 4096) return 1;
+        fprintf(stderr, "grok2 %s: --threads-per-node wants 1 to 4096, got '%s'\n", command, value);
+        return -1;
+    }
     if (strcmp(flag, "-t") && strcmp(flag, "--threads")) return 0;
     uint32_t n;
     if (cli_u32(command, flag, value, &n)) return -1;

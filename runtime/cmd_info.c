@@ -203,6 +203,7 @@ static int print_json(const gguf_file *f, const weight_census *c, double bandwid
 
 static void info_usage(FILE *out) {
     fprintf(out, "usage: grok2 info FILE.gguf [--json] [--bandwidth GBPS]\n"
+                 "       grok2 info FILE.gguf --numa\n"
                  "       grok2 info --cpu\n\n"
                  "Shows a GGUF file: header, metadata (long arrays abbreviated), tensors (name, type,\n"
                  "shape, bytes), bytes by type, and for a Grok model the weights read per generated\n"
@@ -210,12 +211,40 @@ static void info_usage(FILE *out) {
                  "memory bandwidth allows.\n\n"
                  "  --json            machine-readable output\n"
                  "  --bandwidth GBPS  memory read bandwidth for the speed bound (default: a few examples)\n"
-                 "  --cpu             the CPU features found and the kernels chosen\n");
+                 "  --cpu             the CPU features found and the kernels chosen\n"
+                 "  --numa            the NUMA nodes, the plan the model commands would use (their\n"
+                 "                    default --numa auto; GROK2_FAKE_NUMA=N pretends N nodes) and,\n"
+                 "                    when sharded, where each node's share of the weights lives now\n"
+                 "                    (pages in the page cache, sampled with move_pages; nothing is\n"
+                 "                    read from disk)\n");
+}
+
+/* The NUMA plan of a context on this model, and where its shares' pages are. */
+static int print_numa(const char *path) {
+    grok_model *m;
+    grok_context *ctx;
+    g2_error err;
+    grok_context_params params = {.n_ctx = 1};
+    if (grok_model_load(&m, path, &err)) {
+        fprintf(stderr, "grok2 info: %s\n", err.msg);
+        return 1;
+    }
+    if (grok_context_new(&ctx, m, &params, &err)) {
+        fprintf(stderr, "grok2 info: %s\n", err.msg);
+        grok_model_free(m);
+        return 1;
+    }
+    char report[4096];
+    grok_context_numa_report(ctx, true, report, sizeof report);
+    puts(report);
+    grok_context_free(ctx);
+    grok_model_free(m);
+    return 0;
 }
 
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
-    bool json = false;
+    bool json = false, numa = false;
     double bandwidth = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -223,6 +252,8 @@ int cmd_info(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "--json")) {
             json = true;
+        } else if (!strcmp(argv[i], "--numa")) {
+            numa = true;
         } else if (!strcmp(argv[i], "--cpu")) {
             char line[512];
             simd_kernels_get(); /* the choice, as the other commands would make it */
@@ -248,6 +279,7 @@ int cmd_info(int argc, char **argv) {
         info_usage(stderr);
         return 2;
     }
+    if (numa) return print_numa(path);
     gguf_file *f;
     g2_error err;
     if (gguf_open(&f, path, &err)) {

@@ -13,8 +13,10 @@
  * thread pool. All buffers are allocated once, in grok_context_new: nothing in the token loop
  * allocates or locks. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "runtime.h"
 
@@ -36,6 +38,11 @@ typedef struct {
 struct grok_context {
     const grok_model *model;
     thread_pool *pool;
+    /* NUMA: with shard, group g of the pool (node g's threads) computes share g of every
+     * matrix's rows and owns share g of the KV heads; otherwise one group */
+    numa_topology topology;
+    numa_mode numa;
+    int n_groups;
     const simd_kernels *kernels;
     /* quantized activations, one buffer per partner type (Q8_0, Q8_K) */
     uint8_t *act_q8_0, *act_q8_k;
@@ -43,8 +50,11 @@ struct grok_context {
     uint32_t n_ctx, max_batch;
     kv_cache_type kv_type;
     size_t kv_elem;     /* bytes per cached value */
-    uint8_t *k_cache;   /* [n_layer][n_ctx][n_head_kv * head_dim]: one row per position */
-    uint8_t *v_cache;   /* [n_layer][n_head_kv * head_dim][n_ctx]: transposed, one row per dim */
+    /* per (layer, kv head) one contiguous slab, so a head's cache streams in one run and lives on
+     * the node that reads it */
+    size_t kv_bytes;    /* of each cache */
+    uint8_t *k_cache;   /* [n_layer][n_head_kv][n_ctx][head_dim]: one row per position */
+    uint8_t *v_cache;   /* [n_layer][n_head_kv][head_dim][n_ctx]: transposed, one row per dim */
     double *inv_freq;   /* RoPE, [head_dim / 2] */
     /* activations, [max_batch][width] */
     float *h, *normed, *q, *k, *v, *attn, *proj, *ff_a, *ff_b, *dense, *moe, *router;
@@ -93,14 +103,21 @@ typedef struct {
     const simd_type_kernels *kernels; /* NULL: no kernels for the type, decode rows instead */
     const void *x;                    /* the activation in the kernels' partner type */
     size_t x_col_bytes;
-    int64_t first_task, rows_per_task;
 } matmul_part;
+
+/* One group's share of one part's rows, cut into tasks of rows_per_task rows. */
+typedef struct {
+    int part;
+    int64_t first_task, row_begin, row_end, rows_per_task;
+} matmul_segment;
 
 typedef struct {
     grok_context *ctx;
     const activation *act;
     matmul_part parts[3];
     int n_parts;
+    matmul_segment segments[3 * POOL_MAX_GROUPS]; /* group-major, in task order */
+    int n_segments;
 } matmul_job;
 
 /* Rows of a type without kernels: decode each row to f32 and dot it with every token. */
@@ -120,11 +137,12 @@ static void matmul_rows_by_decoding(grok_context *ctx, const matmul_part *p, con
 
 static void matmul_task(void *arg, int64_t task, int thread) {
     const matmul_job *job = arg;
-    int i = job->n_parts - 1;
-    while (task < job->parts[i].first_task) i--;
-    const matmul_part *p = &job->parts[i];
-    int64_t r0 = (task - p->first_task) * p->rows_per_task;
-    int64_t r1 = r0 + p->rows_per_task < p->w->rows ? r0 + p->rows_per_task : p->w->rows;
+    int i = job->n_segments - 1;
+    while (task < job->segments[i].first_task) i--;
+    const matmul_segment *s = &job->segments[i];
+    const matmul_part *p = &job->parts[s->part];
+    int64_t r0 = s->row_begin + (task - s->first_task) * s->rows_per_task;
+    int64_t r1 = r0 + s->rows_per_task < s->row_end ? r0 + s->rows_per_task : s->row_end;
     const uint8_t *w = p->data + (size_t)r0 * p->w->row_bytes;
     const activation *a = job->act;
     if (!p->kernels)
@@ -136,9 +154,9 @@ static void matmul_task(void *arg, int64_t task, int thread) {
                            (size_t)p->w->rows);
 }
 
-static int64_t rows_per_task(const grok_context *ctx, const weight_matrix *w) {
-    int64_t tasks = (int64_t)thread_pool_size(ctx->pool) * TASKS_PER_THREAD;
-    int64_t rows = (w->rows + tasks - 1) / tasks;
+static int64_t rows_per_task(const weight_matrix *w, int64_t share_rows, int threads) {
+    int64_t tasks = (int64_t)threads * TASKS_PER_THREAD;
+    int64_t rows = (share_rows + tasks - 1) / tasks;
     int64_t min_rows = (int64_t)(MIN_TASK_BYTES / (w->row_bytes ? w->row_bytes : 1));
     if (rows < min_rows) rows = min_rows;
     return (rows + ROW_UNROLL - 1) / ROW_UNROLL * ROW_UNROLL;
@@ -147,8 +165,7 @@ static int64_t rows_per_task(const grok_context *ctx, const weight_matrix *w) {
 /* Up to three matrices that read the same input, in one pass of the pool (one barrier). */
 static void matmul_many(grok_context *ctx, const activation *a, int n_parts, const weight_matrix *const *w,
                         const uint8_t *const *data, float *const *y) {
-    matmul_job job = {ctx, a, {{0}}, n_parts};
-    int64_t tasks = 0;
+    matmul_job job = {ctx, a, {{0}}, n_parts, {{0}}, 0};
     for (int i = 0; i < n_parts; i++) {
         matmul_part *p = &job.parts[i];
         p->w = w[i];
@@ -157,11 +174,25 @@ static void matmul_many(grok_context *ctx, const activation *a, int n_parts, con
         p->kernels = simd_type_kernels_get(ctx->kernels, w[i]->type);
         if (p->kernels && a->cols % p->kernels->block) p->kernels = NULL;
         if (p->kernels) p->x = activation_as(ctx, a, p->kernels->act_type, &p->x_col_bytes);
-        p->first_task = tasks;
-        p->rows_per_task = rows_per_task(ctx, w[i]);
-        tasks += (w[i]->rows + p->rows_per_task - 1) / p->rows_per_task;
     }
-    thread_pool_run(ctx->pool, matmul_task, &job, tasks);
+    int64_t group_tasks[POOL_MAX_GROUPS], tasks = 0;
+    for (int g = 0; g < ctx->n_groups; g++) {
+        int threads = thread_pool_group_size(ctx->pool, g);
+        group_tasks[g] = 0;
+        for (int i = 0; i < n_parts; i++) {
+            matmul_segment *s = &job.segments[job.n_segments];
+            s->part = i;
+            numa_split(w[i]->rows, g, ctx->n_groups, NUMA_ROW_ALIGN, &s->row_begin, &s->row_end);
+            if (s->row_end == s->row_begin) continue;
+            s->rows_per_task = rows_per_task(w[i], s->row_end - s->row_begin, threads);
+            s->first_task = tasks;
+            int64_t n = (s->row_end - s->row_begin + s->rows_per_task - 1) / s->rows_per_task;
+            tasks += n;
+            group_tasks[g] += n;
+            job.n_segments++;
+        }
+    }
+    thread_pool_run_groups(ctx->pool, matmul_task, &job, group_tasks);
 }
 
 static void matmul(grok_context *ctx, const weight_matrix *w, const uint8_t *data, const activation *a, float *y) {
@@ -189,20 +220,27 @@ static size_t kv_dim(const grok_context *ctx) {
     return (size_t)ctx->model->hp.n_head_kv * ctx->model->hp.head_dim;
 }
 
-/* K: row `pos` of the layer; V: the layer's block of kv_dim rows of n_ctx positions. */
-static uint8_t *k_row(const grok_context *ctx, uint32_t layer, uint32_t pos) {
-    return ctx->k_cache + (((size_t)layer * ctx->n_ctx + pos) * kv_dim(ctx)) * ctx->kv_elem;
+/* The slab of one (layer, kv head): K as n_ctx rows of head_dim, V as head_dim rows of n_ctx. */
+static size_t kv_head_bytes(const grok_context *ctx) {
+    return (size_t)ctx->n_ctx * ctx->model->hp.head_dim * ctx->kv_elem;
 }
-static uint8_t *v_rows(const grok_context *ctx, uint32_t layer) {
-    return ctx->v_cache + (size_t)layer * kv_dim(ctx) * ctx->n_ctx * ctx->kv_elem;
+static uint8_t *k_head(const grok_context *ctx, uint32_t layer, uint32_t head) {
+    return ctx->k_cache + ((size_t)layer * ctx->model->hp.n_head_kv + head) * kv_head_bytes(ctx);
+}
+static uint8_t *v_head(const grok_context *ctx, uint32_t layer, uint32_t head) {
+    return ctx->v_cache + ((size_t)layer * ctx->model->hp.n_head_kv + head) * kv_head_bytes(ctx);
 }
 
 static void kv_store(grok_context *ctx, uint32_t layer, uint32_t pos, const float *k, const float *v) {
-    size_t dim = kv_dim(ctx);
-    uint8_t *kr = k_row(ctx, layer, pos), *vt = v_rows(ctx, layer);
-    for (size_t i = 0; i < dim; i++) {
-        kv_put(ctx, kr + i * ctx->kv_elem, k[i]);
-        kv_put(ctx, vt + (i * ctx->n_ctx + pos) * ctx->kv_elem, v[i]);
+    uint32_t hd = ctx->model->hp.head_dim;
+    size_t e = ctx->kv_elem;
+    for (uint32_t head = 0; head < ctx->model->hp.n_head_kv; head++) {
+        uint8_t *kr = k_head(ctx, layer, head) + (size_t)pos * hd * e, *vt = v_head(ctx, layer, head);
+        const float *kh = k + (size_t)head * hd, *vh = v + (size_t)head * hd;
+        for (uint32_t j = 0; j < hd; j++) {
+            kv_put(ctx, kr + j * e, kh[j]);
+            kv_put(ctx, vt + ((size_t)j * ctx->n_ctx + pos) * e, vh[j]);
+        }
     }
 }
 
@@ -226,8 +264,10 @@ static void rope(const grok_context *ctx, float *q, uint32_t n_q_heads, float *k
 
 typedef struct {
     grok_context *ctx;
-    uint32_t layer, n_past;
+    uint32_t layer, n_past, n_tokens;
     const simd_type_kernels *cache_kernels; /* the KV cache's type times f32 */
+    int64_t group_first_task[POOL_MAX_GROUPS + 1];
+    int64_t group_first_head[POOL_MAX_GROUPS], group_heads[POOL_MAX_GROUPS];
 } attention_job;
 
 /* One (token, kv head): the query heads that share the kv head (GQA) go through its cached keys
@@ -238,12 +278,16 @@ static void attention_task(void *p, int64_t task, int thread) {
     const grok_hparams *hp = &ctx->model->hp;
     const simd_kernels *k = ctx->kernels;
     uint32_t hd = hp->head_dim, n_head = hp->n_head, group = n_head / hp->n_head_kv;
-    uint32_t t = (uint32_t)(task / hp->n_head_kv), kv_head = (uint32_t)(task % hp->n_head_kv);
+    int g = 0; /* the group whose heads these are: its tasks are (token, one of its heads) */
+    while (task >= job->group_first_task[g + 1]) g++;
+    int64_t local = task - job->group_first_task[g];
+    uint32_t t = (uint32_t)(local / job->group_heads[g]);
+    uint32_t kv_head = (uint32_t)(job->group_first_head[g] + local % job->group_heads[g]);
     uint32_t pos = job->n_past + t, n_keys = pos + 1;
     const float *q = ctx->q + ((size_t)t * n_head + (size_t)kv_head * group) * hd; /* the group's heads */
     float *scores = ctx->thread_score + (size_t)thread * ctx->score_width;     /* [group][n_keys] */
-    size_t row_bytes = kv_dim(ctx) * ctx->kv_elem;
-    const uint8_t *keys = k_row(ctx, job->layer, 0) + (size_t)kv_head * hd * ctx->kv_elem;
+    size_t row_bytes = hd * ctx->kv_elem;
+    const uint8_t *keys = k_head(ctx, job->layer, kv_head);
     /* scores[i][j] = q_i . k_j: the cached keys are the rows of a matrix in the cache's type */
     if (group == 1)
         job->cache_kernels->matvec(hd, n_keys, keys, row_bytes, q, scores);
@@ -267,7 +311,7 @@ static void attention_task(void *p, int64_t task, int thread) {
     for (uint32_t i = 0; i < group; i++) k->softmax(scores + (size_t)i * n_keys, n_keys);
     /* out_i = sum_j p_ij v_j: V is stored transposed, so this is a matvec (matmul for a group) */
     float *out = ctx->attn + ((size_t)t * n_head + (size_t)kv_head * group) * hd;
-    const uint8_t *values = v_rows(ctx, job->layer) + (size_t)kv_head * hd * ctx->n_ctx * ctx->kv_elem;
+    const uint8_t *values = v_head(ctx, job->layer, kv_head);
     size_t v_row_bytes = ctx->n_ctx * ctx->kv_elem;
     if (group == 1)
         job->cache_kernels->matvec(n_keys, hd, values, v_row_bytes, scores, out);
@@ -286,8 +330,18 @@ static void attention(grok_context *ctx, uint32_t layer, const grok_layer *L, ui
         rope(ctx, ctx->q + t * q_dim, hp->n_head, ctx->k + t * kvd, hp->n_head_kv, n_past + t);
         kv_store(ctx, layer, n_past + t, ctx->k + t * kvd, ctx->v + t * kvd);
     }
-    attention_job job = {ctx, layer, n_past, simd_type_kernels_get(ctx->kernels, kv_simd_type(ctx->kv_type))};
-    thread_pool_run(ctx->pool, attention_task, &job, (int64_t)n * hp->n_head_kv);
+    attention_job job = {ctx, layer, n_past, n, simd_type_kernels_get(ctx->kernels, kv_simd_type(ctx->kv_type)),
+                         {0}, {0}, {0}};
+    int64_t group_tasks[POOL_MAX_GROUPS];
+    for (int g = 0; g < ctx->n_groups; g++) {
+        int64_t h0, h1;
+        numa_split(hp->n_head_kv, g, ctx->n_groups, 1, &h0, &h1);
+        job.group_first_head[g] = h0;
+        job.group_heads[g] = h1 - h0;
+        group_tasks[g] = (int64_t)n * (h1 - h0);
+        job.group_first_task[g + 1] = job.group_first_task[g] + group_tasks[g];
+    }
+    thread_pool_run_groups(ctx->pool, attention_task, &job, group_tasks);
     activation heads = activation_of(ctx, ctx->attn, n, (int64_t)q_dim);
     matmul(ctx, &L->o, NULL, &heads, ctx->proj);
 }
@@ -437,6 +491,74 @@ uint32_t grok_context_n_ctx(const grok_context *ctx) { return ctx->n_ctx; }
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
+/* The pool for the NUMA mode: shard gives every node a group of threads pinned to its CPUs;
+ * interleave spreads the pages this process touches over all nodes; off is one plain group. */
+static int make_pool(grok_context *ctx, const grok_context_params *p, g2_error *err) {
+    const numa_topology *t = &ctx->topology;
+    if (numa_topology_detect(&ctx->topology, err)) return -1;
+    ctx->numa = p->numa != NUMA_AUTO ? p->numa : t->n_nodes > 1 ? NUMA_SHARD : NUMA_OFF;
+    ctx->n_groups = 1;
+    if (ctx->numa != NUMA_SHARD) {
+        if (p->threads_per_node) return g2_fail(err, "--threads-per-node is for --numa shard");
+        if (ctx->numa == NUMA_INTERLEAVE) numa_interleave_all(t);
+        ctx->pool = thread_pool_new(p->n_threads);
+        return ctx->pool ? 0 : g2_fail(err, "cannot start the threads");
+    }
+    if (p->threads_per_node && p->n_threads)
+        return g2_fail(err, "give -t or --threads-per-node, not both");
+    if (p->n_threads && p->n_threads < t->n_nodes)
+        return g2_fail(err, "-t %d is fewer threads than the %d NUMA nodes to shard over (or use --numa off)",
+                       p->n_threads, t->n_nodes);
+    int threads[POOL_MAX_GROUPS];
+    for (int g = 0; g < t->n_nodes; g++) {
+        int64_t b, e;
+        numa_split(p->n_threads, g, t->n_nodes, 1, &b, &e);
+        threads[g] = p->threads_per_node ? (int)p->threads_per_node : p->n_threads ? (int)(e - b) : t->n_cpus[g];
+    }
+    ctx->n_groups = t->n_nodes;
+    ctx->pool = thread_pool_new_groups(t->n_nodes, threads, t->cpus);
+    return ctx->pool ? 0 : g2_fail(err, "cannot start the threads of %d NUMA groups", t->n_nodes);
+}
+
+/* The KV caches: untouched pages from the kernel, each (layer, head) slab bound to the node
+ * that computes that head's attention. */
+static uint8_t *kv_cache_new(const grok_context *ctx, size_t bytes) {
+    void *cache = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (cache == MAP_FAILED) return NULL;
+    if (ctx->numa == NUMA_SHARD) {
+        const grok_hparams *hp = &ctx->model->hp;
+        size_t slab = bytes / ((size_t)hp->n_layer * hp->n_head_kv);
+        for (int g = 0; g < ctx->n_groups; g++) {
+            int64_t h0, h1;
+            numa_split(hp->n_head_kv, g, ctx->n_groups, 1, &h0, &h1);
+            for (uint32_t l = 0; l < hp->n_layer && h1 > h0; l++)
+                numa_place_range(&ctx->topology, g, (uint8_t *)cache + ((size_t)l * hp->n_head_kv + (size_t)h0) * slab,
+                                 (size_t)(h1 - h0) * slab);
+        }
+    }
+    return cache;
+}
+
+void grok_context_numa_report(const grok_context *ctx, bool placement, char *buf, size_t cap) {
+    int threads[POOL_MAX_GROUPS];
+    for (int g = 0; g < ctx->n_groups; g++) threads[g] = thread_pool_group_size(ctx->pool, g);
+    numa_describe(&ctx->topology, ctx->numa, ctx->numa == NUMA_SHARD ? threads : NULL, buf, cap);
+    if (!placement || ctx->numa != NUMA_SHARD) return;
+    numa_share_placement shares[POOL_MAX_GROUPS];
+    numa_model_placement(ctx->model, &ctx->topology, shares);
+    size_t n = strlen(buf);
+    for (int g = 0; g < ctx->n_groups && n < cap; g++) {
+        const numa_share_placement *s = &shares[g];
+        double pages = s->sampled ? (double)s->sampled : 1;
+        n += (size_t)snprintf(buf + n, cap - n,
+                              "\n  node %d share: %.2f GiB of weights; sampled pages: %.0f%% local, %.0f%% remote, "
+                              "%.0f%% not in the page cache%s",
+                              numa_node_label(&ctx->topology, g), (double)s->bytes / (1u << 30), 100 * s->local / pages,
+                              100 * s->remote / pages, 100 * s->not_cached / pages,
+                              s->unknown ? " (some pages unknown)" : "");
+    }
+}
+
 int grok_context_new(grok_context **out, const grok_model *m, const grok_context_params *params, g2_error *err) {
     const grok_hparams *hp = &m->hp;
     if (hp->n_expert > 64) return g2_fail(err, "%u experts: at most 64 are supported", hp->n_expert);
@@ -451,13 +573,17 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     ctx->max_batch = params->max_batch ? params->max_batch : 64;
     ctx->kv_type = params->kv_type;
     ctx->kv_elem = ctx->kv_type == KV_F32 ? 4 : 2;
-    ctx->pool = thread_pool_new(params->n_threads);
+    if (make_pool(ctx, params, err)) {
+        grok_context_free(ctx);
+        return -1;
+    }
     size_t B = ctx->max_batch, d = hp->n_embd;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     size_t ff = max_size(hp->n_ff, hp->n_ff_exp);
     size_t kv_bytes = (size_t)hp->n_layer * ctx->n_ctx * kv_dim * ctx->kv_elem;
-    ctx->k_cache = malloc(kv_bytes);
-    ctx->v_cache = malloc(kv_bytes);
+    ctx->kv_bytes = kv_bytes;
+    ctx->k_cache = kv_cache_new(ctx, kv_bytes);
+    ctx->v_cache = kv_cache_new(ctx, kv_bytes);
     ctx->inv_freq = malloc(hp->head_dim / 2 * sizeof(double));
     ctx->h = malloc(B * d * sizeof(float));
     ctx->normed = malloc(B * d * sizeof(float));
@@ -502,7 +628,9 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
 void grok_context_free(grok_context *ctx) {
     if (!ctx) return;
     thread_pool_free(ctx->pool);
-    void *buffers[] = {ctx->k_cache, ctx->v_cache, ctx->inv_freq, ctx->h, ctx->normed, ctx->q, ctx->k, ctx->v,
+    if (ctx->k_cache) munmap(ctx->k_cache, ctx->kv_bytes);
+    if (ctx->v_cache) munmap(ctx->v_cache, ctx->kv_bytes);
+    void *buffers[] = {ctx->inv_freq, ctx->h, ctx->normed, ctx->q, ctx->k, ctx->v,
                        ctx->attn, ctx->proj, ctx->ff_a, ctx->ff_b, ctx->dense, ctx->moe, ctx->router,
                        ctx->expert_in, ctx->expert_out, ctx->expert_tokens, ctx->expert_gates, ctx->expert_fill,
                        ctx->thread_row, ctx->thread_score, ctx->act_q8_0, ctx->act_q8_k};

@@ -4,6 +4,8 @@
 #ifndef GROK2_RUNTIME_H
 #define GROK2_RUNTIME_H
 
+#include <sched.h>
+
 #include "../quant/quant.h"
 
 /* `grok2 info FILE.gguf [--json] [--bandwidth GBPS]` */
@@ -18,6 +20,16 @@ thread_pool *thread_pool_new(int n_threads); /* n_threads counts the caller; <= 
 void thread_pool_free(thread_pool *pool);
 int thread_pool_size(const thread_pool *pool);
 void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_tasks);
+/* Threads in groups (one per NUMA node): threads_per_group[g] >= 1 threads each, pinned to
+ * group_cpus[g] when group_cpus is not NULL (the caller, thread 0 of group 0, too). Thread
+ * indices are group-major. NULL if a thread cannot be had. */
+#define POOL_MAX_GROUPS 16
+thread_pool *thread_pool_new_groups(int n_groups, const int *threads_per_group, const cpu_set_t *group_cpus);
+int thread_pool_groups(const thread_pool *pool);
+int thread_pool_group_size(const thread_pool *pool, int group);
+/* A grouped job: group g's threads run only its group_tasks[g] tasks, which are numbered after
+ * those of groups 0..g-1. */
+void thread_pool_run_groups(thread_pool *pool, pool_task_fn fn, void *ctx, const int64_t *group_tasks);
 
 /* Best of `repetitions` all-thread reads of a fresh buffer of `bytes`, in GB/s (0 if the buffer
  * cannot be had). */
@@ -69,6 +81,41 @@ int grok_model_bind(grok_model **out, gguf_file *file, g2_error *err); /* takes 
 double grok_model_bytes_per_token(const grok_model *m);
 void grok_model_free(grok_model *m);
 
+/* ---- NUMA (numa.c) --------------------------------------------------------------------------- */
+
+typedef enum { NUMA_AUTO = 0, NUMA_SHARD, NUMA_INTERLEAVE, NUMA_OFF } numa_mode;
+const char *numa_mode_name(numa_mode mode);
+int numa_mode_parse(const char *name, numa_mode *out); /* auto, shard, interleave, off */
+
+/* The nodes that have CPUs this process may use (one node without NUMA support), or the pretend
+ * nodes of GROK2_FAKE_NUMA=N (this machine's CPUs split in N, all memory on the real node). */
+typedef struct {
+    int n_nodes;
+    int os_node[POOL_MAX_GROUPS]; /* libnuma's node number */
+    int n_cpus[POOL_MAX_GROUPS];
+    cpu_set_t cpus[POOL_MAX_GROUPS];
+    bool fake, libnuma;
+} numa_topology;
+int numa_topology_detect(numa_topology *t, g2_error *err);
+/* One line: mode, nodes, their CPUs and (when threads is not NULL) threads. */
+void numa_describe(const numa_topology *t, numa_mode mode, const int *threads, char *buf, size_t cap);
+int numa_node_label(const numa_topology *t, int node); /* the OS node number, or the pretend one */
+
+/* Share `part` of `parts` of count items, cut at multiples of align (rows: the kernels' 4-row
+ * tiles, so a row is computed the same way whichever node owns it). */
+#define NUMA_ROW_ALIGN 4
+void numa_split(int64_t count, int part, int parts, int64_t align, int64_t *begin, int64_t *end);
+/* Memory policies; no-ops on one node and on pretend nodes. */
+void numa_interleave_all(const numa_topology *t);                            /* this thread and its children */
+void numa_place_range(const numa_topology *t, int node, void *addr, size_t len); /* whole pages inside */
+
+/* Where each node's share of the weights lives, from a sample of its pages (move_pages). */
+typedef struct {
+    uint64_t bytes;                                 /* the share's weight bytes */
+    uint64_t sampled, local, remote, not_cached, unknown; /* pages */
+} numa_share_placement;
+void numa_model_placement(const grok_model *m, const numa_topology *t, numa_share_placement *out /* [n_nodes] */);
+
 /* ---- evaluation --------------------------------------------------------------------------- */
 
 typedef enum { KV_F16 = 0, KV_F32 = 1, KV_BF16 = 2 } kv_cache_type;
@@ -78,12 +125,16 @@ typedef struct {
     kv_cache_type kv_type;
     int n_threads;      /* 0: all cores */
     uint32_t max_batch; /* tokens per forward chunk (0: 64) */
+    numa_mode numa;     /* auto: shard when there is more than one node, else off */
+    uint32_t threads_per_node; /* shard: threads in each node's group (0: its CPUs, or -t split evenly) */
 } grok_context_params;
 
 typedef struct grok_context grok_context;
 int grok_context_new(grok_context **out, const grok_model *m, const grok_context_params *params, g2_error *err);
 void grok_context_free(grok_context *ctx);
 uint32_t grok_context_n_ctx(const grok_context *ctx);
+/* The context's NUMA line (numa_describe) and, for shard, where each node's share lives now. */
+void grok_context_numa_report(const grok_context *ctx, bool placement, char *buf, size_t cap);
 /* Evaluate n tokens at positions n_past .. n_past+n-1 (positions before n_past must already be
  * in the KV cache). logits: n_vocab floats for the last token, or for every token when all. */
 int grok_eval(grok_context *ctx, const int32_t *tokens, uint32_t n, uint32_t n_past, float *logits, bool all,

@@ -2,7 +2,11 @@
  * a while (decode dispatches hundreds of short jobs per token, and a futex wake-up per job
  * would cost more than the work), then sleep on a condition variable. Task indices are claimed
  * from an atomic counter, so uneven tasks balance themselves; the caller works too and then
- * spins until every worker has finished. */
+ * spins until every worker has finished.
+ *
+ * Threads can be created in groups (one per NUMA node), each pinned to its group's CPUs. A
+ * grouped job gives every group its own range of tasks and its own counter: a node's threads
+ * only ever run the tasks over its own memory, and no counter cache line crosses nodes. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -14,14 +18,23 @@
 #define SPIN_ROUNDS 20000 /* ~ 0.1-1 ms of polling before a worker sleeps */
 #define CALLER_SPIN_ROUNDS 2000 /* then the caller yields: a descheduled worker needs the core */
 
+/* One group's task range of the current job, on its own cache line. */
+typedef struct {
+    _Alignas(64) atomic_int_fast64_t next_task;
+    int64_t end_task;
+} group_tasks;
+
 struct thread_pool {
     int n_threads; /* including the caller */
     pthread_t *workers;
+    int n_groups;
+    int *group_of; /* [n_threads] */
+    int group_first_thread[POOL_MAX_GROUPS + 1];
+    group_tasks groups[POOL_MAX_GROUPS];
     /* the current job */
     pool_task_fn fn;
     void *ctx;
-    int64_t n_tasks;
-    atomic_int_fast64_t next_task;
+    bool grouped; /* each group drains its own range; otherwise everyone drains groups[0] */
     atomic_int busy_workers;
     /* publication */
     atomic_uint_fast64_t generation;
@@ -45,9 +58,10 @@ static inline void cpu_relax(void) {
 }
 
 static void drain_tasks(thread_pool *pool, int thread) {
+    group_tasks *g = &pool->groups[pool->grouped ? pool->group_of[thread] : 0];
     for (;;) {
-        int64_t task = atomic_fetch_add_explicit(&pool->next_task, 1, memory_order_relaxed);
-        if (task >= pool->n_tasks) return;
+        int64_t task = atomic_fetch_add_explicit(&g->next_task, 1, memory_order_relaxed);
+        if (task >= g->end_task) return;
         pool->fn(pool->ctx, task, thread);
     }
 }
@@ -89,24 +103,49 @@ thread_pool *thread_pool_new(int n_threads) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = cores > 0 ? (int)cores : 1;
     }
+    return thread_pool_new_groups(1, &n_threads, NULL);
+}
+
+thread_pool *thread_pool_new_groups(int n_groups, const int *threads_per_group, const cpu_set_t *group_cpus) {
+    if (n_groups < 1 || n_groups > POOL_MAX_GROUPS) return NULL;
+    int n_threads = 0;
+    for (int g = 0; g < n_groups; g++) {
+        if (threads_per_group[g] < 1) return NULL;
+        n_threads += threads_per_group[g];
+    }
     thread_pool *pool = calloc(1, sizeof *pool);
     if (!pool) return NULL;
-    pool->n_threads = n_threads;
+    pool->n_threads = 1; /* the threads that exist: thread_pool_free joins the workers counted here */
+    pool->n_groups = n_groups;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pool->workers = calloc((size_t)n_threads, sizeof *pool->workers);
-    if (!pool->workers) {
-        free(pool);
+    pool->group_of = calloc((size_t)n_threads, sizeof *pool->group_of);
+    if (!pool->workers || !pool->group_of) {
+        thread_pool_free(pool);
         return NULL;
     }
+    for (int g = 0, t = 0; g < n_groups; g++) {
+        pool->group_first_thread[g] = t;
+        for (int i = 0; i < threads_per_group[g]; i++) pool->group_of[t++] = g;
+    }
+    pool->group_first_thread[n_groups] = n_threads;
+    /* the caller is thread 0 of group 0: it runs on that group's CPUs from now on */
+    if (group_cpus) pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), &group_cpus[0]);
     for (int i = 1; i < n_threads; i++) {
         worker_arg *arg = malloc(sizeof *arg);
         if (arg) *arg = (worker_arg){pool, i};
-        if (!arg || pthread_create(&pool->workers[i], NULL, worker_main, arg)) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        if (group_cpus) pthread_attr_setaffinity_np(&attr, sizeof(cpu_set_t), &group_cpus[pool->group_of[i]]);
+        int failed = !arg || pthread_create(&pool->workers[i], &attr, worker_main, arg);
+        pthread_attr_destroy(&attr);
+        if (failed) {
             free(arg);
-            pool->n_threads = i; /* run with the threads we got */
-            break;
+            thread_pool_free(pool); /* stops the ones we have: groups must be whole */
+            return NULL;
         }
+        pool->n_threads = i + 1;
     }
     return pool;
 }
@@ -121,21 +160,21 @@ void thread_pool_free(thread_pool *pool) {
     pthread_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->wake);
     free(pool->workers);
+    free(pool->group_of);
     free(pool);
 }
 
 int thread_pool_size(const thread_pool *pool) { return pool->n_threads; }
+int thread_pool_groups(const thread_pool *pool) { return pool->n_groups; }
+int thread_pool_group_size(const thread_pool *pool, int group) {
+    return pool->group_first_thread[group + 1] - pool->group_first_thread[group];
+}
 
-void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_tasks) {
-    if (n_tasks <= 0) return;
-    if (pool->n_threads == 1 || n_tasks == 1) {
-        for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
-        return;
-    }
+/* Publishes the job set up in pool->groups, works on it, and waits for every worker. */
+static void run_job(thread_pool *pool, pool_task_fn fn, void *ctx, bool grouped) {
     pool->fn = fn;
     pool->ctx = ctx;
-    pool->n_tasks = n_tasks;
-    atomic_store_explicit(&pool->next_task, 0, memory_order_relaxed);
+    pool->grouped = grouped;
     atomic_store_explicit(&pool->busy_workers, pool->n_threads - 1, memory_order_relaxed);
     atomic_fetch_add(&pool->generation, 1); /* seq_cst: pairs with a sleeper's sleepers++ then load */
     if (atomic_load(&pool->sleepers) > 0) {
@@ -148,4 +187,29 @@ void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_ta
     for (int spin = 0; atomic_load_explicit(&pool->busy_workers, memory_order_acquire) > 0; spin++)
         if (spin < CALLER_SPIN_ROUNDS) cpu_relax();
         else sched_yield();
+}
+
+void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_tasks) {
+    if (n_tasks <= 0) return;
+    if (pool->n_threads == 1 || n_tasks == 1) {
+        for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+        return;
+    }
+    atomic_store_explicit(&pool->groups[0].next_task, 0, memory_order_relaxed);
+    pool->groups[0].end_task = n_tasks;
+    run_job(pool, fn, ctx, false);
+}
+
+void thread_pool_run_groups(thread_pool *pool, pool_task_fn fn, void *ctx, const int64_t *tasks_per_group) {
+    if (pool->n_groups == 1) {
+        thread_pool_run(pool, fn, ctx, tasks_per_group[0]);
+        return;
+    }
+    int64_t first = 0;
+    for (int g = 0; g < pool->n_groups; g++) {
+        atomic_store_explicit(&pool->groups[g].next_task, first, memory_order_relaxed);
+        first += tasks_per_group[g] > 0 ? tasks_per_group[g] : 0;
+        pool->groups[g].end_task = first;
+    }
+    if (first > 0) run_job(pool, fn, ctx, true);
 }
