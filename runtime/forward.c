@@ -43,6 +43,11 @@ struct grok_context {
     numa_topology topology;
     numa_mode numa;
     int n_groups;
+    /* --no-mmap: the model with its weights in a copy in anonymous memory; model points here */
+    grok_model weights_copy;
+    grok_layer *copy_layers;
+    void *copy_memory;
+    size_t copy_size;
     const simd_kernels *kernels;
     /* quantized activations, one buffer per partner type (Q8_0, Q8_K) */
     uint8_t *act_q8_0, *act_q8_k;
@@ -573,10 +578,13 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     ctx->max_batch = params->max_batch ? params->max_batch : 64;
     ctx->kv_type = params->kv_type;
     ctx->kv_elem = ctx->kv_type == KV_F32 ? 4 : 2;
-    if (make_pool(ctx, params, err)) {
+    if (make_pool(ctx, params, err) ||
+        (params->no_mmap && numa_copy_weights(m, ctx->pool, ctx->numa == NUMA_SHARD, &ctx->weights_copy,
+                                              &ctx->copy_layers, &ctx->copy_memory, &ctx->copy_size, err))) {
         grok_context_free(ctx);
         return -1;
     }
+    if (params->no_mmap) ctx->model = &ctx->weights_copy;
     size_t B = ctx->max_batch, d = hp->n_embd;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim, kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
     size_t ff = max_size(hp->n_ff, hp->n_ff_exp);
@@ -630,6 +638,8 @@ void grok_context_free(grok_context *ctx) {
     thread_pool_free(ctx->pool);
     if (ctx->k_cache) munmap(ctx->k_cache, ctx->kv_bytes);
     if (ctx->v_cache) munmap(ctx->v_cache, ctx->kv_bytes);
+    if (ctx->copy_memory) munmap(ctx->copy_memory, ctx->copy_size);
+    free(ctx->copy_layers);
     void *buffers[] = {ctx->inv_freq, ctx->h, ctx->normed, ctx->q, ctx->k, ctx->v,
                        ctx->attn, ctx->proj, ctx->ff_a, ctx->ff_b, ctx->dense, ctx->moe, ctx->router,
                        ctx->expert_in, ctx->expert_out, ctx->expert_tokens, ctx->expert_gates, ctx->expert_fill,

@@ -11,6 +11,7 @@
  *
  * GROK2_FAKE_NUMA=N splits this machine's CPUs into N pretend nodes (all memory on the real
  * one), so the sharded path runs, and is tested, on one-node machines. */
+#include <errno.h>
 #include <numa.h>
 #include <numaif.h>
 #include <stdio.h>
@@ -225,3 +226,102 @@ void numa_describe(const numa_topology *t, numa_mode mode, const int *threads, c
 }
 
 int numa_node_label(const numa_topology *t, int node) { return t->fake ? node : t->os_node[node]; }
+
+/* ---- --no-mmap: the weights copied into node-local memory ------------------------------------ */
+
+#define COPY_CHUNK (4u << 20) /* bytes per copy task: many tasks per share, so a node's threads balance */
+
+typedef struct {
+    uint64_t offset, len;
+} byte_range;
+
+typedef struct {
+    const uint8_t *src;
+    uint8_t *dst;
+    const byte_range *ranges;
+} copy_job;
+
+static void copy_task(void *p, int64_t task, int thread) {
+    const copy_job *job = p;
+    const byte_range *r = &job->ranges[task];
+    memcpy(job->dst + r->offset, job->src + r->offset, r->len);
+}
+
+/* Group g's byte ranges of the file, in chunks: its share of the rows of every slab of every
+ * tensor of two or more dimensions (the split forward.c's matmuls use). Counts when out is NULL. */
+static int64_t share_ranges(const gguf_file *f, const uint8_t *base, int g, int groups, byte_range *out) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        if (t->n_dims < 2) continue;
+        int64_t rows = t->ne[1], slabs = t->ne[2] * t->ne[3];
+        size_t row_bytes = t->nbytes / (size_t)(rows * slabs), slab_bytes = row_bytes * (size_t)rows;
+        uint64_t start = (uint64_t)((const uint8_t *)t->data - base);
+        for (int64_t s = 0; s < slabs; s++) {
+            int64_t r0, r1;
+            numa_split(rows, g, groups, NUMA_ROW_ALIGN, &r0, &r1);
+            uint64_t b = start + (uint64_t)s * slab_bytes + (uint64_t)r0 * row_bytes;
+            uint64_t e = start + (uint64_t)s * slab_bytes + (uint64_t)r1 * row_bytes;
+            for (; b < e; b += COPY_CHUNK, n++)
+                if (out) out[n] = (byte_range){b, e - b < COPY_CHUNK ? e - b : COPY_CHUNK};
+        }
+    }
+    return n;
+}
+
+static void rebase(weight_matrix *w, const uint8_t *from, size_t size, uint8_t *to) {
+    if (w->data >= from && w->data < from + size) w->data = to + (w->data - from);
+}
+
+int numa_copy_weights(const grok_model *m, thread_pool *pool, bool shard, grok_model *copy, grok_layer **layers,
+                      void **memory, size_t *size, g2_error *err) {
+    const gguf_file *f = m->file;
+    size_t bytes = (size_t)gguf_file_size(f);
+    const gguf_tensor *first = gguf_tensor_count(f) ? gguf_tensor_at(f, 0) : NULL;
+    if (!first) return g2_fail(err, "%s: no tensors to copy", gguf_path(f));
+    const uint8_t *src = (const uint8_t *)first->data - first->offset - gguf_data_offset(f);
+    /* untouched pages: each is placed on the node of the thread that first writes it */
+    uint8_t *dst = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (dst == MAP_FAILED)
+        return g2_fail(err, "--no-mmap: cannot have %.1f GiB of memory for %s (%s); run without --no-mmap",
+                       (double)bytes / (1u << 30), gguf_path(f), strerror(errno));
+    int groups = shard ? thread_pool_groups(pool) : 1;
+    int64_t counts[POOL_MAX_GROUPS], total = 0;
+    for (int g = 0; g < groups; g++) total += counts[g] = share_ranges(f, src, g, groups, NULL);
+    byte_range *ranges = malloc((size_t)(total ? total : 1) * sizeof *ranges);
+    *layers = malloc(m->hp.n_layer * sizeof **layers);
+    if (!ranges || !*layers) {
+        free(ranges);
+        free(*layers);
+        munmap(dst, bytes);
+        return g2_fail(err, "out of memory");
+    }
+    for (int g = 0, at = 0; g < groups; g++) at += (int)share_ranges(f, src, g, groups, ranges + at);
+    copy_job job = {src, dst, ranges};
+    thread_pool_run_groups(pool, copy_task, &job, counts);
+    free(ranges);
+    /* the header and the one-dimensional tensors (norms, biases) */
+    memcpy(dst, src, gguf_data_offset(f));
+    for (int64_t i = 0; i < gguf_tensor_count(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        if (t->n_dims < 2) memcpy(dst + ((const uint8_t *)t->data - src), t->data, t->nbytes);
+    }
+    *copy = *m;
+    memcpy(*layers, m->layers, m->hp.n_layer * sizeof **layers);
+    copy->layers = *layers;
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        grok_layer *L = &copy->layers[l];
+        weight_matrix *all[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &L->router,
+                                &L->gate_exps, &L->up_exps, &L->down_exps};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rebase(all[i], src, bytes, dst);
+    }
+    rebase(&copy->embedding, src, bytes, dst);
+    rebase(&copy->output, src, bytes, dst);
+    /* the file's pages are no longer needed in this process (the page cache may keep them) */
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t from = ((uintptr_t)src + (uintptr_t)gguf_data_offset(f) + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    if (from < (uintptr_t)src + bytes) madvise((void *)from, (uintptr_t)src + bytes - from, MADV_DONTNEED);
+    *memory = dst;
+    *size = bytes;
+    return 0;
+}

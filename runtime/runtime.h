@@ -115,6 +115,11 @@ typedef struct {
     uint64_t sampled, local, remote, not_cached, unknown; /* pages */
 } numa_share_placement;
 void numa_model_placement(const grok_model *m, const numa_topology *t, numa_share_placement *out /* [n_nodes] */);
+/* --no-mmap: m's file copied into anonymous memory (*memory, *size bytes), each group's row shares
+ * written by that group's threads (shard) so they are placed on its node; *copy is m with its
+ * weights moved there (its layer array in *layers, malloc'd). */
+int numa_copy_weights(const grok_model *m, thread_pool *pool, bool shard, grok_model *copy, grok_layer **layers,
+                      void **memory, size_t *size, g2_error *err);
 
 /* ---- evaluation --------------------------------------------------------------------------- */
 
@@ -127,6 +132,7 @@ typedef struct {
     uint32_t max_batch; /* tokens per forward chunk (0: 64) */
     numa_mode numa;     /* auto: shard when there is more than one node, else off */
     uint32_t threads_per_node; /* shard: threads in each node's group (0: its CPUs, or -t split evenly) */
+    bool no_mmap;       /* copy the weights into (node-local) memory instead of reading the mapping */
 } grok_context_params;
 
 typedef struct grok_context grok_context;

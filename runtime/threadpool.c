@@ -30,6 +30,9 @@ struct thread_pool {
     int n_groups;
     int *group_of; /* [n_threads] */
     int group_first_thread[POOL_MAX_GROUPS + 1];
+    bool pinned_caller; /* the creating thread's CPUs were narrowed: given back by thread_pool_free */
+    pthread_t caller;
+    cpu_set_t caller_cpus;
     group_tasks groups[POOL_MAX_GROUPS];
     /* the current job */
     pool_task_fn fn;
@@ -131,7 +134,9 @@ thread_pool *thread_pool_new_groups(int n_groups, const int *threads_per_group, 
     }
     pool->group_first_thread[n_groups] = n_threads;
     /* the caller is thread 0 of group 0: it runs on that group's CPUs from now on */
-    if (group_cpus) pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), &group_cpus[0]);
+    pool->caller = pthread_self();
+    if (group_cpus && pthread_getaffinity_np(pool->caller, sizeof pool->caller_cpus, &pool->caller_cpus) == 0)
+        pool->pinned_caller = pthread_setaffinity_np(pool->caller, sizeof(cpu_set_t), &group_cpus[0]) == 0;
     for (int i = 1; i < n_threads; i++) {
         worker_arg *arg = malloc(sizeof *arg);
         if (arg) *arg = (worker_arg){pool, i};
@@ -157,6 +162,7 @@ void thread_pool_free(thread_pool *pool) {
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     for (int i = 1; i < pool->n_threads; i++) pthread_join(pool->workers[i], NULL);
+    if (pool->pinned_caller) pthread_setaffinity_np(pool->caller, sizeof pool->caller_cpus, &pool->caller_cpus);
     pthread_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->wake);
     free(pool->workers);

@@ -180,3 +180,62 @@ Test(numa, info_reports_the_plan_and_where_each_share_lives, .timeout = 60) {
     free(model);
     free(dir);
 }
+
+/* logits of every position of a fixed sequence through the library */
+static float *eval_all(const grok_model *m, const grok_context_params *params, uint32_t n) {
+    grok_context *ctx;
+    g2_error err;
+    cr_assert_eq(grok_context_new(&ctx, m, params, &err), 0, "%s", err.msg);
+    int32_t tokens[80];
+    for (uint32_t i = 0; i < n; i++) tokens[i] = (int32_t)((i * 37 + 11) % m->hp.n_vocab);
+    float *logits = malloc((size_t)n * m->hp.n_vocab * sizeof *logits);
+    cr_assert_eq(grok_eval(ctx, tokens, n, 0, logits, true, &err), 0, "%s", err.msg);
+    grok_context_free(ctx);
+    return logits;
+}
+
+Test(numa, weights_copied_into_node_memory_give_the_mapped_logits_bit_for_bit, .timeout = 60) {
+    char *dir = harness_tmpdir("numa-copy");
+    char *path = synth(dir, "q4_k_m");
+    grok_model *m;
+    g2_error err;
+    cr_assert_eq(grok_model_load(&m, path, &err), 0, "%s", err.msg);
+    uint32_t n = 70;
+    size_t count = (size_t)n * m->hp.n_vocab;
+    grok_context_params mapped = {.n_ctx = 80, .numa = NUMA_OFF, .n_threads = 2};
+    float *want = eval_all(m, &mapped, n);
+    setenv("GROK2_FAKE_NUMA", "2", 1);
+    grok_context_params variants[] = {{.n_ctx = 80, .numa = NUMA_OFF, .n_threads = 2, .no_mmap = true},
+                                      {.n_ctx = 80, .numa = NUMA_SHARD, .no_mmap = true},
+                                      {.n_ctx = 80, .numa = NUMA_INTERLEAVE, .no_mmap = true}};
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        float *got = eval_all(m, &variants[v], n);
+        cr_assert(!memcmp(got, want, count * sizeof *got), "variant %zu: copied weights give other logits", v);
+        free(got);
+    }
+    unsetenv("GROK2_FAKE_NUMA");
+    grok_model_free(m);
+    free(want);
+    free(path);
+    free(dir);
+}
+
+Test(numa, a_pinned_pool_gives_the_caller_its_cpus_back_when_freed) {
+    cpu_set_t before, during, after;
+    cr_assert_eq(sched_getaffinity(0, sizeof before, &before), 0);
+    cpu_set_t groups[2];
+    int first = -1;
+    for (int c = 0; c < CPU_SETSIZE && first < 0; c++)
+        if (CPU_ISSET(c, &before)) first = c;
+    CPU_ZERO(&groups[0]);
+    CPU_SET(first, &groups[0]);
+    groups[1] = before;
+    int threads[2] = {1, 1};
+    thread_pool *pool = thread_pool_new_groups(2, threads, groups);
+    cr_assert(pool);
+    cr_assert_eq(sched_getaffinity(0, sizeof during, &during), 0);
+    cr_assert(CPU_EQUAL(&during, &groups[0]), "the caller runs on group 0's CPUs while the pool lives");
+    thread_pool_free(pool);
+    cr_assert_eq(sched_getaffinity(0, sizeof after, &after), 0);
+    cr_assert(CPU_EQUAL(&after, &before), "the caller's CPUs were not given back");
+}
