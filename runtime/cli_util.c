@@ -53,7 +53,11 @@ int cli_u32(const char *command, const char *flag, const char *value, uint32_t *
     return 0;
 }
 
+static int expert_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p);
+
 int cli_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p) {
+    int expert_flag = expert_context_flag(command, flag, value, p);
+    if (expert_flag) return expert_flag;
     if (!strcmp(flag, "--kv-type")) {
         if (kv_cache_type_parse(value, &p->kv_type) == 0) return 1;
         fprintf(stderr, "grok2 %s: --kv-type is f16, f32 or bf16, not '%s'\n", command, value);
@@ -63,5 +67,32 @@ int cli_context_flag(const char *command, const char *flag, const char *value, g
     uint32_t n;
     if (cli_u32(command, flag, value, &n)) return -1;
     p->n_threads = (int)n;
+    return 1;
+}
+
+/* ---- the expert-streaming flags (runtime/experts.c) ---- */
+
+const char expert_flags_help[] =
+    "  --prefetch MODE      expert slabs from the mapping: chosen (default; MADV_WILLNEED on the\n"
+    "                       experts each layer's router chose, before the dense MLP runs), next\n"
+    "                       (also a guess of the next layer's experts), off\n"
+    "  --mlock-dense        lock the always-on weights in memory (a warning if RLIMIT_MEMLOCK\n"
+    "                       is too small)\n"
+    "  --expert-cache-mb N  keep at most N MiB of expert slabs: the least recently used are\n"
+    "                       paged out (MADV_PAGEOUT); 0: no bound (default)\n";
+
+static int expert_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p) {
+    if (!strcmp(flag, "--prefetch")) {
+        if (prefetch_mode_parse(value, &p->prefetch) == 0) return 1;
+        fprintf(stderr, "grok2 %s: --prefetch is off, chosen or next, not '%s'\n", command, value);
+        return -1;
+    }
+    if (!strcmp(flag, "--expert-cache-mb")) return cli_u32(command, flag, value, &p->expert_cache_mb) ? -1 : 1;
+    return 0;
+}
+
+int cli_context_switch(const char *flag, grok_context_params *p) {
+    if (strcmp(flag, "--mlock-dense")) return 0;
+    p->mlock_dense = true;
     return 1;
 }
