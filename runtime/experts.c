@@ -3,7 +3,8 @@
  * demand. This file owns that policy for one context:
  *   - advice: after a layer's router has chosen, MADV_WILLNEED on the chosen slabs starts their
  *     reads while the dense MLP computes (--prefetch chosen); --prefetch next also advises the
- *     experts the next layer's router is guessed to choose (forward.c computes the guess);
+ *     experts the next layer's router is guessed to choose (forward.c computes the guess); with
+ *     either, the expert tensors are MADV_RANDOM (--prefetch off: a plain mmap, no advice);
  *   - a bound (--expert-cache-mb): slabs touched are kept on an LRU list; beyond the bound the
  *     least recently used are reclaimed with MADV_PAGEOUT (Linux 5.4+; MADV_DONTNEED, which only
  *     unmaps, where the kernel refuses it). Slabs of the layer being computed are never evicted;
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "experts.h"
@@ -88,11 +90,13 @@ static void advise(const void *p, size_t n, int advice) {
     (void)madvise(start, len, advice); /* advice only: a refusal changes speed, never results */
 }
 
-void model_advise_experts_random(const grok_model *m) {
-    if (!m->mapped) return;
+/* With advice, MADV_RANDOM over the expert tensors: WILLNEED reads whole slabs, and readahead
+ * around a fault would read the neighbouring experts, which the router did not choose. Without
+ * (--prefetch off) the kernel's default readahead, as a plain mmap has. */
+static void advise_expert_tensors(const grok_model *m, int advice) {
     for (int64_t i = 0; i < gguf_tensor_count(m->file); i++) {
         const gguf_tensor *t = gguf_tensor_at(m->file, i);
-        if (kind_of(t) == TENSOR_EXPERTS) advise(t->data, t->nbytes, MADV_RANDOM);
+        if (kind_of(t) == TENSOR_EXPERTS) advise(t->data, t->nbytes, advice);
     }
 }
 
@@ -163,6 +167,7 @@ int expert_stream_new(expert_stream **out, const grok_model *m, const grok_conte
     s->stats = (grok_expert_stats){.n_layer = hp->n_layer, .n_expert = hp->n_expert, .n_expert_used = hp->n_expert_used,
                                    .prefetch = s->mode, .usage = s->usage,
                                    .cache_limit = (size_t)params->expert_cache_mb << 20};
+    if (m->mapped) advise_expert_tensors(m, s->mode == PREFETCH_OFF ? MADV_NORMAL : MADV_RANDOM);
     if (params->mlock_dense && m->mapped) s->locked = lock_always_on(m);
     *out = s;
     return 0;
@@ -201,10 +206,17 @@ static void slabs_of(const expert_stream *s, uint32_t l, uint32_t e, const uint8
     p[2] = L->down_exps.data + e * L->down_exps_slab, n[2] = L->down_exps_slab;
 }
 
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void advise_expert(expert_stream *s, uint32_t l, uint32_t e, int advice) {
     const uint8_t *p[3];
     size_t n[3];
     slabs_of(s, l, e, p, n);
+    double t0 = seconds_now();
     for (int i = 0; i < 3; i++) {
         size_t len;
         void *start = page_start(p[i], n[i], &len);
@@ -213,6 +225,7 @@ static void advise_expert(expert_stream *s, uint32_t l, uint32_t e, int advice) 
             (void)madvise(start, len, MADV_DONTNEED);
         }
     }
+    s->stats.advice_seconds += seconds_now() - t0;
 }
 
 static size_t expert_bytes(const expert_stream *s, uint32_t l) {
@@ -358,9 +371,12 @@ void grok_io_print(FILE *out, const char *command, const char *phase, const grok
 
 void grok_expert_stats_print(FILE *out, const char *command, const grok_context *ctx, const grok_model *m) {
     const grok_expert_stats *st = grok_context_expert_stats(ctx);
-    fprintf(out, "grok2 %s: stats: %llu tokens evaluated, --prefetch %s, %.1f MB of expert advice/token\n", command,
-            (unsigned long long)st->tokens, prefetch_mode_name(st->prefetch),
-            st->tokens ? (double)st->advised_bytes / (double)st->tokens / 1e6 : 0.0);
+    double per_token = st->tokens ? 1.0 / (double)st->tokens : 0;
+    fprintf(out,
+            "grok2 %s: stats: %llu tokens evaluated, --prefetch %s, %.1f MB of expert advice/token, "
+            "%.2f ms/token in madvise\n",
+            command, (unsigned long long)st->tokens, prefetch_mode_name(st->prefetch),
+            (double)st->advised_bytes * per_token / 1e6, st->advice_seconds * per_token * 1e3);
     if (st->prefetch == PREFETCH_NEXT)
         fprintf(out, "grok2 %s: stats: next-layer guesses: %llu of %llu choices of layers 1..%u right (%.1f%%)\n",
                 command, (unsigned long long)st->next_hits, (unsigned long long)st->next_choices, st->n_layer - 1,

@@ -29,7 +29,5 @@ void expert_stream_guessed(expert_stream *s, uint32_t next_layer);
 /* Model-level: the SIGBUS guard over a mapped model and the load-time advice (model.c). */
 void model_guard_mapping(const grok_model *m);
 void model_unguard_mapping(const grok_model *m);
-/* MADV_RANDOM over the expert tensors: readahead around a fault would read other experts. */
-void model_advise_experts_random(const grok_model *m);
 
 #endif

@@ -296,7 +296,6 @@ int grok_model_load(grok_model **out, const char *path, g2_error *err) {
     if (grok_model_bind(out, f, err)) return -1;
     (*out)->mapped = true;
     model_guard_mapping(*out);
-    model_advise_experts_random(*out);
     return 0;
 }
 

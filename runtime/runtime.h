@@ -113,6 +113,7 @@ typedef struct {
     const uint64_t *usage;            /* [n_layer][n_expert]: tokens routed to each expert */
     uint64_t next_choices, next_hits; /* --prefetch next: choices of layers 1.. and how many were guessed */
     uint64_t advised_bytes;           /* bytes of WILLNEED advice issued */
+    double advice_seconds;            /* time the token loop spent in madvise (advice, eviction) */
     uint64_t evictions, evicted_bytes; /* --expert-cache-mb: slabs paged out */
     size_t cache_bytes, cache_limit;  /* expert bytes the LRU holds now, its bound (0: none) */
 } grok_expert_stats;
