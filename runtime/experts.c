@@ -46,7 +46,7 @@ struct expert_stream {
     uint32_t *lru_stamp; /* step of the last touch: the current step's slabs stay */
     uint8_t *in_cache;
     uint32_t step;
-    int evict_advice; /* MADV_PAGEOUT until the kernel refuses it */
+    int evict_advice; /* MADV_PAGEOUT, or MADV_DONTNEED on a kernel without it */
     bool locked;      /* --mlock-dense succeeded: munlock at free */
 };
 
@@ -159,7 +159,9 @@ int expert_stream_new(expert_stream **out, const grok_model *m, const grok_conte
     s->lru_stamp = calloc(slabs, sizeof *s->lru_stamp);
     s->in_cache = calloc(slabs, 1);
     s->lru_head = s->lru_tail = -1;
-    s->evict_advice = MADV_PAGEOUT;
+    /* a zero-length call checks only that the kernel knows the advice (MADV_PAGEOUT: 5.4+);
+     * where it does not, MADV_DONTNEED at least unmaps, leaving the pages easy to reclaim */
+    s->evict_advice = madvise(NULL, 0, MADV_PAGEOUT) == 0 ? MADV_PAGEOUT : MADV_DONTNEED;
     if (!s->usage || !s->guess || !s->lru_prev || !s->lru_next || !s->lru_stamp || !s->in_cache) {
         expert_stream_free(s);
         return g2_fail(err, "out of memory");
@@ -212,6 +214,9 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* WILLNEED covers every page a slab touches; eviction only the pages wholly inside it, as a
+ * page at its edge is shared with the neighbouring tensor (locked, maybe, by --mlock-dense,
+ * which would make the kernel refuse the whole call). */
 static void advise_expert(expert_stream *s, uint32_t l, uint32_t e, int advice) {
     const uint8_t *p[3];
     size_t n[3];
@@ -219,11 +224,13 @@ static void advise_expert(expert_stream *s, uint32_t l, uint32_t e, int advice) 
     double t0 = seconds_now();
     for (int i = 0; i < 3; i++) {
         size_t len;
-        void *start = page_start(p[i], n[i], &len);
-        if (madvise(start, len, advice) && advice == MADV_PAGEOUT && errno == EINVAL) {
-            s->evict_advice = MADV_DONTNEED; /* a kernel before 5.4 */
-            (void)madvise(start, len, MADV_DONTNEED);
+        uint8_t *start = page_start(p[i], n[i], &len);
+        if (advice != MADV_WILLNEED) {
+            size_t page = page_size(), head = start < p[i] ? page : 0, tail = (uintptr_t)(p[i] + n[i]) % page;
+            if (len < head + tail + page) continue;
+            start += head, len -= head + tail;
         }
+        (void)madvise(start, len, advice); /* advice: a refusal changes speed, never results */
     }
     s->stats.advice_seconds += seconds_now() - t0;
 }
