@@ -32,33 +32,37 @@ typedef struct {
     grok_context_params ctx;
 } profile_options;
 
+/* Where the value of a flag goes: a text or a number field of o, or neither (NULL). */
+static const char **text_field(profile_options *o, const char *flag) {
+    if (!strcmp(flag, "-m") || !strcmp(flag, "--model")) return &o->model;
+    if (!strcmp(flag, "-f") || !strcmp(flag, "--file")) return &o->file;
+    if (!strcmp(flag, "-o") || !strcmp(flag, "--output")) return &o->output;
+    return NULL;
+}
+
+static uint32_t *number_field(profile_options *o, const char *flag) {
+    return !strcmp(flag, "--ctx") ? &o->n_ctx : !strcmp(flag, "--chunks") ? &o->max_chunks : NULL;
+}
+
 static int parse_profile_options(int argc, char **argv, profile_options *o) {
     o->n_ctx = 512;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        const char *a = argv[i], **text;
+        uint32_t *number;
+        int shared;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             profile_usage(stdout);
             exit(0);
-        }
-        if (cli_context_switch(a, &o->ctx)) continue;
-        if (i + 1 >= argc) {
+        } else if (cli_context_switch(a, &o->ctx)) {
+        } else if (i + 1 >= argc) {
             fprintf(stderr, "grok2 profile: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
             return -1;
-        }
-        const char *value = argv[++i];
-        int shared = cli_context_flag("profile", a, value, &o->ctx);
-        if (shared < 0) return -1;
-        if (shared) continue;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model = value;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
-            o->file = value;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            o->output = value;
-        } else if (!strcmp(a, "--ctx")) {
-            if (cli_u32("profile", a, value, &o->n_ctx)) return -1;
-        } else if (!strcmp(a, "--chunks")) {
-            if (cli_u32("profile", a, value, &o->max_chunks)) return -1;
+        } else if ((shared = cli_context_flag("profile", a, argv[++i], &o->ctx)) != 0) {
+            if (shared < 0) return -1;
+        } else if ((text = text_field(o, a))) {
+            *text = argv[i];
+        } else if ((number = number_field(o, a))) {
+            if (cli_u32("profile", a, argv[i], number)) return -1;
         } else {
             fprintf(stderr, "grok2 profile: unknown option '%s'\n", a);
             return -1;
