@@ -102,14 +102,13 @@ static void advise_expert_tensors(const grok_model *m, int advice) {
 
 /* Applies fn to every always-on tensor's pages; stops at the first failure (returns its index
  * or -1 when all succeeded). */
-static int64_t each_always_on(const grok_model *m, int (*fn)(const void *, size_t), int64_t count, size_t *bytes) {
+static int64_t each_always_on(const grok_model *m, int (*fn)(const void *, size_t), int64_t count) {
     for (int64_t i = 0; i < count; i++) {
         const gguf_tensor *t = gguf_tensor_at(m->file, i);
         if (kind_of(t) != TENSOR_ALWAYS_ON) continue;
         size_t len;
         void *start = page_start(t->data, t->nbytes, &len);
         if (fn(start, len)) return i;
-        if (bytes) *bytes += len;
     }
     return -1;
 }
@@ -118,12 +117,11 @@ static int lock_pages(const void *p, size_t n) { return mlock(p, n); }
 static int unlock_pages(const void *p, size_t n) { return munlock(p, n); }
 
 static bool lock_always_on(const grok_model *m) {
-    size_t bytes = 0;
     int64_t n = gguf_tensor_count(m->file);
-    int64_t failed = each_always_on(m, lock_pages, n, &bytes);
+    int64_t failed = each_always_on(m, lock_pages, n);
     if (failed < 0) return true;
     int e = errno;
-    each_always_on(m, unlock_pages, failed, NULL);
+    each_always_on(m, unlock_pages, failed);
     size_t total = 0;
     for (int64_t i = 0; i < n; i++)
         if (kind_of(gguf_tensor_at(m->file, i)) == TENSOR_ALWAYS_ON) total += gguf_tensor_at(m->file, i)->nbytes;
@@ -177,7 +175,7 @@ int expert_stream_new(expert_stream **out, const grok_model *m, const grok_conte
 
 void expert_stream_free(expert_stream *s) {
     if (!s) return;
-    if (s->locked) each_always_on(s->model, unlock_pages, gguf_tensor_count(s->model->file), NULL);
+    if (s->locked) each_always_on(s->model, unlock_pages, gguf_tensor_count(s->model->file));
     free(s->usage);
     free(s->guess);
     free(s->lru_prev);
