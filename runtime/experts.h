@@ -26,8 +26,4 @@ bool expert_stream_wants_guesses(const expert_stream *s, uint32_t layer);
 void expert_stream_guess(expert_stream *s, uint32_t next_layer, uint32_t token, uint64_t guessed);
 void expert_stream_guessed(expert_stream *s, uint32_t next_layer);
 
-/* Model-level: the SIGBUS guard over a mapped model and the load-time advice (model.c). */
-void model_guard_mapping(const grok_model *m);
-void model_unguard_mapping(const grok_model *m);
-
 #endif

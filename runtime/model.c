@@ -9,7 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "experts.h"
 #include "runtime.h"
 
 #define REFERENCE_ROUTER_SOFTCAP 30.0f /* Grok-2's value; llama.cpp's files lack the key */
@@ -262,7 +261,7 @@ static void on_sigbus(int sig, siginfo_t *info, void *uctx) {
     (void)sig, (void)uctx;
 }
 
-void model_guard_mapping(const grok_model *m) {
+static void model_guard_mapping(const grok_model *m) {
     static bool installed;
     if (!installed) {
         struct sigaction sa = {0};
@@ -284,7 +283,7 @@ void model_guard_mapping(const grok_model *m) {
         }
 }
 
-void model_unguard_mapping(const grok_model *m) {
+static void model_unguard_mapping(const grok_model *m) {
     const char *name = gguf_path(m->file);
     for (int i = 0; i < GUARDED_MAPPINGS; i++)
         if (guarded[i].base && guarded[i].name == name) guarded[i].base = NULL;
