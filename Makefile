@@ -5,6 +5,7 @@
 #   make deps       install the Debian packages the build and the tests need
 #   make demo       synthesize a tiny Grok-2-shaped checkpoint, convert it, inspect it, run it
 #   make bench      kernel and model benchmarks on the `mini` preset (synthesized once, cached)
+#   make bench-mmap expert streaming under a memory cgroup smaller than the model file
 
 CC      ?= cc
 ARCH    := $(shell uname -m)
@@ -125,10 +126,15 @@ bench: $(BIN)
 	@for t in q4_k_m q4_0; do for d in 0 2048; do \
 	  $(BIN) bench -m $(BENCH_DIR)/mini-$$t.gguf $(BENCH_ARGS) --depth $$d || exit 1; done; done
 
+# expert streaming from a file larger than the memory allowed (a memory cgroup; needs root):
+# mini with LAYERS layers, decoded once per --prefetch mode, see bench/mmap_cgroup.sh
+bench-mmap: $(BIN)
+	GROK2=$(BIN) sh bench/mmap_cgroup.sh
+
 clean:
 	rm -rf build build-san build-fuzz grok2
 
-.PHONY: all test fuzz deps demo bench clean
+.PHONY: all test fuzz deps demo bench bench-mmap clean
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/runtime/main.d
 
 # kernels: the AVX-512 sources under SIMDe and NEON under qemu-aarch64 (where the tools are),

@@ -53,7 +53,11 @@ int cli_u32(const char *command, const char *flag, const char *value, uint32_t *
     return 0;
 }
 
+static int expert_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p);
+
 int cli_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p) {
+    int expert_flag = expert_context_flag(command, flag, value, p);
+    if (expert_flag) return expert_flag;
     if (!strcmp(flag, "--kv-type")) {
         if (kv_cache_type_parse(value, &p->kv_type) == 0) return 1;
         fprintf(stderr, "grok2 %s: --kv-type is f16, f32 or bf16, not '%s'\n", command, value);
@@ -74,5 +78,39 @@ int cli_context_flag(const char *command, const char *flag, const char *value, g
     uint32_t n;
     if (cli_u32(command, flag, value, &n)) return -1;
     p->n_threads = (int)n;
+    return 1;
+}
+
+/* ---- the flags of where weights live: NUMA (numa.c) and expert streaming (experts.c) ---- */
+
+const char memory_flags_help[] =
+    "  --prefetch MODE      expert slabs from the mapping: chosen (default; MADV_WILLNEED on the\n"
+    "                       experts each layer's router chose, before the dense MLP runs), next\n"
+    "                       (also a guess of the next layer's experts), off\n"
+    "  --mlock-dense        lock the always-on weights in memory (a warning if RLIMIT_MEMLOCK\n"
+    "                       is too small)\n"
+    "  --expert-cache-mb N  keep at most N MiB of expert slabs: the least recently used are\n"
+    "                       paged out (MADV_PAGEOUT); 0: no bound (default)\n"
+    "  --numa MODE          auto (default: shard when there is more than one node), shard (each\n"
+    "                       node computes its own rows of every matrix, from its own memory),\n"
+    "                       interleave (pages spread over all nodes), off\n"
+    "  --threads-per-node N with shard: threads in each node's group (default: its CPUs)\n"
+    "  --no-mmap            copy the weights into memory (each node's share into its own\n"
+    "                       memory) instead of reading them from the file mapping\n";
+
+static int expert_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p) {
+    if (!strcmp(flag, "--prefetch")) {
+        if (prefetch_mode_parse(value, &p->prefetch) == 0) return 1;
+        fprintf(stderr, "grok2 %s: --prefetch is off, chosen or next, not '%s'\n", command, value);
+        return -1;
+    }
+    if (!strcmp(flag, "--expert-cache-mb")) return cli_u32(command, flag, value, &p->expert_cache_mb) ? -1 : 1;
+    return 0;
+}
+
+int cli_context_switch(const char *flag, grok_context_params *p) {
+    if (!strcmp(flag, "--mlock-dense")) p->mlock_dense = true;
+    else if (!strcmp(flag, "--no-mmap")) p->no_mmap = true;
+    else return 0;
     return 1;
 }

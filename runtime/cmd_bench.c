@@ -26,6 +26,7 @@ static void bench_usage(FILE *out) {
             "  --kv-type T        KV cache type: f16 (default), f32, bf16\n"
             "  --json             one JSON object instead of the table\n"
             "  --kernels          per-kernel GB/s against the read bandwidth (see --kernels --help)\n");
+    fputs(memory_flags_help, out);
 }
 
 typedef struct {
@@ -47,6 +48,7 @@ static int parse_bench_options(int argc, char **argv, bench_options *o) {
             o->json = true;
             continue;
         }
+        if (cli_context_switch(a, &o->ctx)) continue;
         if (i + 1 >= argc) {
             fprintf(stderr, "grok2 bench: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
             return -1;

@@ -32,6 +32,7 @@ static void chat_usage(FILE *out) {
             "  -t, --threads N      threads (default: all cores)\n"
             "%s",
             sampler_flags_help);
+    fputs(memory_flags_help, out);
 }
 
 typedef struct {
@@ -58,6 +59,7 @@ static int parse_chat_options(int argc, char **argv, chat_options *o) {
             chat_usage(stdout);
             exit(0);
         }
+        if (cli_context_switch(a, &o->ctx)) continue;
         if (i + 1 >= argc) {
             fprintf(stderr, "grok2 chat: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
             return -1;

@@ -26,6 +26,7 @@ static void logits_usage(FILE *out) {
             "  --ctx N              context positions to allocate (default: the number of tokens)\n"
             "  --batch N            tokens per forward chunk (default 64)\n"
             "  -t, --threads N      threads (default: all cores)\n");
+    fputs(memory_flags_help, out);
 }
 
 /* Parses ids separated by commas/whitespace; *ids is malloc'd. */
@@ -89,6 +90,7 @@ static int parse_options(int argc, char **argv, logits_options *o) {
             o->all = true;
         } else if (!strcmp(a, "--incremental")) {
             o->incremental = true;
+        } else if (cli_context_switch(a, &o->ctx)) {
         } else if (!value) {
             fprintf(stderr, "grok2 logits: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
             return -1;

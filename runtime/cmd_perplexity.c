@@ -26,6 +26,7 @@ static void perplexity_usage(FILE *out) {
             "                     agreement (the same text, --ctx and vocabulary are required)\n"
             "  --kv-type T        KV cache type: f16 (default), f32, bf16\n"
             "  -t, --threads N    threads (default: all cores)\n");
+    fputs(memory_flags_help, out);
 }
 
 typedef struct {
@@ -42,6 +43,7 @@ static int parse_perplexity_options(int argc, char **argv, perplexity_options *o
             perplexity_usage(stdout);
             exit(0);
         }
+        if (cli_context_switch(a, &o->ctx)) continue;
         if (i + 1 >= argc) {
             fprintf(stderr, "grok2 perplexity: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
             return -1;

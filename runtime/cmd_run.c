@@ -21,14 +21,17 @@ static void run_usage(FILE *out) {
             "  --truncate           drop the start of a prompt that does not fit --ctx, with a warning\n"
             "  --kv-type T          KV cache type: f16 (default), f32, bf16\n"
             "  -t, --threads N      threads (default: all cores)\n"
+            "  --stats              print expert usage, page faults and disk reads per token at\n"
+            "                       the end (stderr)\n"
             "%s",
             sampler_flags_help);
+    fputs(memory_flags_help, out);
 }
 
 typedef struct {
     const char *model, *prompt;
     uint32_t n_predict, n_ctx;
-    bool truncate, chat, no_special;
+    bool truncate, chat, no_special, stats;
     grok_context_params ctx;
     sampler_params sampling;
 } run_options;
@@ -55,6 +58,9 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
             o->chat = true;
         } else if (!strcmp(a, "--no-special")) {
             o->no_special = true;
+        } else if (!strcmp(a, "--stats")) {
+            o->stats = true;
+        } else if (cli_context_switch(a, &o->ctx)) {
         } else if (i + 1 >= argc) {
             fprintf(stderr, "grok2 run: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
             return -1;
@@ -136,9 +142,12 @@ int cmd_run(int argc, char **argv) {
     if (eos < 0 && sep < 0)
         fprintf(stderr, "grok2 run: warning: %s has neither <|eos|> nor <|separator|>: only -n ends generation\n",
                 o.model);
+    grok_io_counters io_start, io_prefilled, io_end;
+    grok_io_counters_now(&io_start);
     double t0 = cli_now_seconds();
     if (grok_eval(ctx, ids + first, (uint32_t)n_prompt, 0, logits, false, &err)) goto fail;
     double t1 = cli_now_seconds();
+    grok_io_counters_now(&io_prefilled);
     utf8_stream stream = {0};
     char text[4096];
     uint32_t pos = (uint32_t)n_prompt, generated = 0;
@@ -158,8 +167,15 @@ int cmd_run(int argc, char **argv) {
     fwrite(text, 1, utf8_stream_flush(&stream, text, sizeof text), stdout);
     putchar('\n');
     double t2 = cli_now_seconds();
+    grok_io_counters_now(&io_end);
     fprintf(stderr, "grok2 run: prompt %zu tokens in %.3f s (%.2f tokens/s), generated %u tokens in %.3f s (%.2f tokens/s)\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), generated, t2 - t1, generated ? generated / (t2 - t1) : 0.0);
+    if (o.stats) {
+        grok_io_print(stderr, "run", "prompt", &io_start, &io_prefilled, n_prompt);
+        uint64_t decoded = grok_context_expert_stats(ctx)->tokens - n_prompt; /* the last token is only sampled */
+        grok_io_print(stderr, "run", "generation", &io_prefilled, &io_end, decoded);
+        grok_expert_stats_print(stderr, "run", ctx, model);
+    }
     rc = 0;
 fail:
     if (rc) fprintf(stderr, "grok2 run: %s\n", err.msg);

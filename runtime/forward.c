@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "experts.h"
 #include "runtime.h"
 
 /* Each thread streams long contiguous row ranges: the hardware prefetchers lose their stream at
@@ -67,6 +68,7 @@ struct grok_context {
     int32_t *expert_tokens; /* [n_expert][max_batch]: which tokens chose expert e */
     float *expert_gates;    /* [n_expert][max_batch]: with which weight */
     uint32_t *expert_fill;  /* [n_expert] */
+    expert_stream *experts; /* advice, cache bound and counters for the expert slabs */
     /* per-thread scratch */
     size_t row_width, score_width;
     float *thread_row;   /* [threads][row_width]: one decoded weight row */
@@ -369,29 +371,58 @@ static void gated_mlp(grok_context *ctx, const weight_matrix *gate, const uint8_
     matmul(ctx, down, down_data, &hidden, out);
 }
 
+/* --prefetch next: the next layer's router applied now, to guess its experts a layer ahead. Its
+ * true input is RMSNorm_pre_moe(h) after the next layer's attention; the guess uses the residual
+ * stream h as it is now (after this layer's attention, before this layer's MLPs are added),
+ * normalised with the next layer's pre-MoE norm: the closest state at hand, as the residual
+ * connections change h by small steps. Soft-cap and softmax keep the order, so top-k of the raw
+ * logits is the guess. expert_in and router are free at this point (scratch of moe_experts,
+ * the routing is copied out). */
+static void guess_next_layer(grok_context *ctx, uint32_t next, uint32_t n) {
+    const grok_hparams *hp = &ctx->model->hp;
+    const grok_layer *N = &ctx->model->layers[next];
+    uint32_t d = hp->n_embd;
+    for (uint32_t t = 0; t < n; t++)
+        ctx->kernels->rmsnorm(ctx->h + (size_t)t * d, N->ffn_norm, ctx->expert_in + (size_t)t * d, d, hp->rms_eps);
+    activation in = activation_of(ctx, ctx->expert_in, n, d);
+    matmul(ctx, &N->router, NULL, &in, ctx->router);
+    for (uint32_t t = 0; t < n; t++)
+        expert_stream_guess(ctx->experts, next, t,
+                            expert_top_k(ctx->router + (size_t)t * hp->n_expert, hp->n_expert, hp->n_expert_used));
+    expert_stream_guessed(ctx->experts, next);
+}
+
 /* Router: soft-cap, softmax over all experts, top-k (ties to the lower index), weights are the
- * full-softmax probabilities, not renormalised. Then each chosen expert runs on its tokens. */
-static void moe(grok_context *ctx, const grok_layer *L, uint32_t n) {
+ * full-softmax probabilities, not renormalised. The chosen experts' slabs are advised in before
+ * the dense MLP runs, so their reads overlap its compute. */
+static void moe_route(grok_context *ctx, uint32_t layer, const grok_layer *L, uint32_t n) {
     const grok_hparams *hp = &ctx->model->hp;
     uint32_t n_expert = hp->n_expert, d = hp->n_embd;
     activation in = activation_of(ctx, ctx->normed, n, d);
     matmul(ctx, &L->router, NULL, &in, ctx->router);
     memset(ctx->expert_fill, 0, n_expert * sizeof *ctx->expert_fill);
+    expert_stream_begin(ctx->experts, layer, n);
     for (uint32_t t = 0; t < n; t++) {
         float *r = ctx->router + (size_t)t * n_expert;
         for (uint32_t e = 0; e < n_expert; e++) r[e] = softcap(r[e], hp->router_softcap);
         ctx->kernels->softmax(r, n_expert);
-        uint64_t taken = 0; /* bitmask; n_expert <= 64 is checked at context creation */
-        for (uint32_t k = 0; k < hp->n_expert_used; k++) {
-            int best = -1;
-            for (uint32_t e = 0; e < n_expert; e++)
-                if (!(taken >> e & 1) && (best < 0 || r[e] > r[best])) best = (int)e;
-            taken |= 1ull << best;
-            uint32_t slot = ctx->expert_fill[best]++;
-            ctx->expert_tokens[(size_t)best * ctx->max_batch + slot] = (int32_t)t;
-            ctx->expert_gates[(size_t)best * ctx->max_batch + slot] = r[best];
+        uint64_t taken = expert_top_k(r, n_expert, hp->n_expert_used); /* n_expert <= 64: context creation */
+        expert_stream_routed(ctx->experts, layer, t, taken);
+        for (uint32_t e = 0; e < n_expert; e++) {
+            if (!(taken >> e & 1)) continue;
+            uint32_t slot = ctx->expert_fill[e]++;
+            ctx->expert_tokens[(size_t)e * ctx->max_batch + slot] = (int32_t)t;
+            ctx->expert_gates[(size_t)e * ctx->max_batch + slot] = r[e];
         }
     }
+    expert_stream_chosen(ctx->experts, layer);
+    if (expert_stream_wants_guesses(ctx->experts, layer)) guess_next_layer(ctx, layer + 1, n);
+}
+
+/* Each chosen expert on its tokens, weighted by its gate. */
+static void moe_experts(grok_context *ctx, const grok_layer *L, uint32_t n) {
+    const grok_hparams *hp = &ctx->model->hp;
+    uint32_t n_expert = hp->n_expert, d = hp->n_embd;
     memset(ctx->moe, 0, (size_t)n * d * sizeof(float));
     for (uint32_t e = 0; e < n_expert; e++) {
         uint32_t count = ctx->expert_fill[e];
@@ -438,8 +469,9 @@ static void forward_chunk(grok_context *ctx, const int32_t *tokens, uint32_t n, 
         /* h += RMSNorm_post_moe((DenseMLP(y) + MoE(y)) / sqrt(2)), y = RMSNorm_pre_moe(h) */
         for (uint32_t t = 0; t < n; t++)
             ctx->kernels->rmsnorm(ctx->h + (size_t)t * d, L->ffn_norm, ctx->normed + (size_t)t * d, d, hp->rms_eps);
+        moe_route(ctx, l, L, n);
         gated_mlp(ctx, &L->gate, NULL, &L->up, NULL, &L->down, NULL, ctx->normed, n, ctx->dense);
-        moe(ctx, L, n);
+        moe_experts(ctx, L, n);
         for (uint32_t t = 0; t < n; t++) {
             float *h = ctx->h + (size_t)t * d, *f = ctx->dense + (size_t)t * d;
             const float *e = ctx->moe + (size_t)t * d;
@@ -493,6 +525,8 @@ int kv_cache_type_parse(const char *name, kv_cache_type *out) {
 }
 
 uint32_t grok_context_n_ctx(const grok_context *ctx) { return ctx->n_ctx; }
+
+const grok_expert_stats *grok_context_expert_stats(const grok_context *ctx) { return expert_stream_stats(ctx->experts); }
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
@@ -612,6 +646,10 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     ctx->expert_fill = malloc(hp->n_expert * sizeof(uint32_t));
     ctx->row_width = max_size(max_size(d, q_dim), ff);
     ctx->kernels = simd_kernels_get();
+    if (expert_stream_new(&ctx->experts, ctx->model, params, ctx->max_batch, err)) {
+        grok_context_free(ctx);
+        return -1;
+    }
     ctx->act_q8_0 = malloc(B * (ctx->row_width / QK8_0 + 1) * sizeof(block_q8_0));
     ctx->act_q8_k = malloc(B * (ctx->row_width / QK_K + 1) * sizeof(block_q8_k));
     ctx->score_width = (size_t)ctx->n_ctx * (hp->n_head / hp->n_head_kv); /* a GQA group's scores */
@@ -636,6 +674,7 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
 void grok_context_free(grok_context *ctx) {
     if (!ctx) return;
     thread_pool_free(ctx->pool);
+    expert_stream_free(ctx->experts);
     if (ctx->k_cache) munmap(ctx->k_cache, ctx->kv_bytes);
     if (ctx->v_cache) munmap(ctx->v_cache, ctx->kv_bytes);
     if (ctx->copy_memory) munmap(ctx->copy_memory, ctx->copy_size);

@@ -22,6 +22,7 @@ static const subcommand subcommands[] = {
     {"chat", cmd_chat, "chat in Grok-2's format, on a terminal or a pipe"},
     {"perplexity", cmd_perplexity, "perplexity of a text file; KL divergence against a saved base"},
     {"tokenize", cmd_tokenize, "show the token ids and pieces of a text"},
+    {"profile", cmd_profile, "per-layer, per-expert usage over a text, as JSON (for placement)"},
     {"bench", cmd_bench, "prompt and generation speed, bandwidth yield; --kernels for the kernels"},
 };
 

@@ -3,9 +3,11 @@
  * running. Files from llama.cpp's converter are accepted and run with the reference semantics
  * (grok2-model.md section 5 lists where its graph differs). */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime.h"
 
@@ -212,14 +214,93 @@ int grok_model_bind(grok_model **out, gguf_file *file, g2_error *err) {
     return 0;
 }
 
+/* ---- a read error in the mapping --------------------------------------------------------- */
+/* A mapped file that shrinks under us (truncated, or a disk or network file system failing)
+ * faults with SIGBUS on the next read of a lost page. The handler turns a fault inside a model's
+ * mapping into one line and exit status 1. It can only read what is fixed before it runs, so the
+ * mappings are kept in this table (a process maps a few models at most); a slot is published
+ * with its name and range before `base` is set, and cleared when the model is freed. */
+#define GUARDED_MAPPINGS 8
+
+static struct {
+    const uint8_t *volatile base;
+    size_t size;
+    const char *name;
+} guarded[GUARDED_MAPPINGS];
+static struct sigaction previous_sigbus;
+
+static void write_all(const char *s, size_t n) {
+    while (n) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w <= 0) return;
+        s += w, n -= (size_t)w;
+    }
+}
+
+static void on_sigbus(int sig, siginfo_t *info, void *uctx) {
+    const uint8_t *addr = info->si_addr;
+    for (int i = 0; i < GUARDED_MAPPINGS; i++) {
+        const uint8_t *base = guarded[i].base;
+        if (!base || addr < base || addr >= base + guarded[i].size) continue;
+        char digits[24];
+        int n = 0;
+        for (uint64_t offset = (uint64_t)(addr - base); n == 0 || offset; offset /= 10) digits[n++] = (char)('0' + offset % 10);
+        char offset_text[24];
+        for (int j = 0; j < n; j++) offset_text[j] = digits[n - 1 - j];
+        static const char head[] = "grok2: read error in ", mid[] = " at offset ",
+                          tail[] = " (file truncated or disk failed)\n";
+        write_all(head, sizeof head - 1);
+        write_all(guarded[i].name, strlen(guarded[i].name));
+        write_all(mid, sizeof mid - 1);
+        write_all(offset_text, (size_t)n);
+        write_all(tail, sizeof tail - 1);
+        _exit(1);
+    }
+    /* not ours: the previous disposition (default: die with the signal) on the retried access */
+    sigaction(SIGBUS, &previous_sigbus, NULL);
+    (void)sig, (void)uctx;
+}
+
+static void model_guard_mapping(const grok_model *m) {
+    static bool installed;
+    if (!installed) {
+        struct sigaction sa = {0};
+        sa.sa_sigaction = on_sigbus;
+        sa.sa_flags = SA_SIGINFO;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGBUS, &sa, &previous_sigbus) == 0) installed = true;
+    }
+    const gguf_tensor *first = gguf_tensor_count(m->file) ? gguf_tensor_at(m->file, 0) : NULL;
+    if (!first) return;
+    /* the mapping starts at file offset 0: the first tensor's address less its file offset */
+    const uint8_t *base = (const uint8_t *)first->data - gguf_data_offset(m->file) - first->offset;
+    for (int i = 0; i < GUARDED_MAPPINGS; i++)
+        if (!guarded[i].base) {
+            guarded[i].size = (size_t)gguf_file_size(m->file);
+            guarded[i].name = gguf_path(m->file);
+            guarded[i].base = base;
+            return;
+        }
+}
+
+static void model_unguard_mapping(const grok_model *m) {
+    const char *name = gguf_path(m->file);
+    for (int i = 0; i < GUARDED_MAPPINGS; i++)
+        if (guarded[i].base && guarded[i].name == name) guarded[i].base = NULL;
+}
+
 int grok_model_load(grok_model **out, const char *path, g2_error *err) {
     gguf_file *f;
     if (gguf_open(&f, path, err)) return -1;
-    return grok_model_bind(out, f, err);
+    if (grok_model_bind(out, f, err)) return -1;
+    (*out)->mapped = true;
+    model_guard_mapping(*out);
+    return 0;
 }
 
 void grok_model_free(grok_model *m) {
     if (!m) return;
+    if (m->mapped) model_unguard_mapping(m);
     gguf_close(m->file);
     free(m->layers);
     free(m->norm_storage);

@@ -307,6 +307,7 @@ int numa_copy_weights(const grok_model *m, thread_pool *pool, bool shard, grok_m
         if (t->n_dims < 2) memcpy(dst + ((const uint8_t *)t->data - src), t->data, t->nbytes);
     }
     *copy = *m;
+    copy->mapped = false; /* anonymous memory: no page-cache advice, no paging out to the file */
     memcpy(*layers, m->layers, m->hp.n_layer * sizeof **layers);
     copy->layers = *layers;
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {

@@ -5,6 +5,7 @@
 #define GROK2_RUNTIME_H
 
 #include <sched.h>
+#include <stdio.h>
 
 #include "../quant/quant.h"
 
@@ -69,6 +70,7 @@ typedef struct {
     const float *output_norm;
     float *norm_storage; /* norms decoded to f32 when the file stores them otherwise */
     char semantics[1024]; /* how this file's metadata maps to the reference forward pass */
+    bool mapped; /* weights are a file mapping (grok_model_load): madvise/mlock/mincore apply */
 } grok_model;
 
 /* Map a GGUF file and bind it: hyperparameters from metadata, every tensor's shape and type
@@ -124,6 +126,10 @@ int numa_copy_weights(const grok_model *m, thread_pool *pool, bool shard, grok_m
 /* ---- evaluation --------------------------------------------------------------------------- */
 
 typedef enum { KV_F16 = 0, KV_F32 = 1, KV_BF16 = 2 } kv_cache_type;
+/* How expert slabs are brought in from the mapping: not advised (off), WILLNEED for the experts
+ * each layer's router chose, issued before the dense MLP (chosen), or that plus a guess one layer
+ * ahead (next). PREFETCH_DEFAULT is PREFETCH_CHOSEN (see README, "Experts from mmap"). */
+typedef enum { PREFETCH_DEFAULT = 0, PREFETCH_OFF, PREFETCH_CHOSEN, PREFETCH_NEXT } prefetch_mode;
 
 typedef struct {
     uint32_t n_ctx;     /* KV positions allocated (0: 4096 or the model's maximum if smaller) */
@@ -133,6 +139,9 @@ typedef struct {
     numa_mode numa;     /* auto: shard when there is more than one node, else off */
     uint32_t threads_per_node; /* shard: threads in each node's group (0: its CPUs, or -t split evenly) */
     bool no_mmap;       /* copy the weights into (node-local) memory instead of reading the mapping */
+    prefetch_mode prefetch;   /* advice for the routed experts' slabs (experts.c) */
+    bool mlock_dense;         /* lock the always-on weights (a warning, not a failure, if refused) */
+    uint32_t expert_cache_mb; /* 0: unbounded; else least recently used expert slabs are paged out */
 } grok_context_params;
 
 typedef struct grok_context grok_context;
@@ -147,6 +156,39 @@ int grok_eval(grok_context *ctx, const int32_t *tokens, uint32_t n, uint32_t n_p
               g2_error *err);
 const char *kv_cache_type_name(kv_cache_type t);
 int kv_cache_type_parse(const char *name, kv_cache_type *out);
+
+/* ---- experts from the mapping (runtime/experts.c) ---------------------------------------- */
+const char *prefetch_mode_name(prefetch_mode m);
+int prefetch_mode_parse(const char *name, prefetch_mode *out);
+
+/* What a context counted while it evaluated: plain counters, no locks. */
+typedef struct {
+    uint32_t n_layer, n_expert, n_expert_used;
+    prefetch_mode prefetch;
+    uint64_t tokens;                  /* tokens evaluated */
+    const uint64_t *usage;            /* [n_layer][n_expert]: tokens routed to each expert */
+    uint64_t next_choices, next_hits; /* --prefetch next: choices of layers 1.. and how many were guessed */
+    uint64_t advised_bytes;           /* bytes of WILLNEED advice issued */
+    double advice_seconds;            /* time the token loop spent in madvise (advice, eviction) */
+    uint64_t evictions, evicted_bytes; /* --expert-cache-mb: slabs paged out */
+    size_t cache_bytes, cache_limit;  /* expert bytes the LRU holds now, its bound (0: none) */
+} grok_expert_stats;
+const grok_expert_stats *grok_context_expert_stats(const grok_context *ctx);
+
+/* The process's page faults and bytes read from storage (/proc/self/io read_bytes) so far. */
+typedef struct {
+    uint64_t major_faults, minor_faults, read_bytes;
+    bool have_read_bytes; /* /proc/self/io readable here */
+} grok_io_counters;
+void grok_io_counters_now(grok_io_counters *c);
+/* Fractions of the expert slabs' and of the always-on weights' bytes in memory now (mincore);
+ * -1 when the model is not a file mapping. */
+void grok_model_residency(const grok_model *m, double *experts, double *always_on);
+/* The --stats report, on out: the faults and disk reads per token of one phase (tokens between
+ * the two samples), then the context's counters and the residency of the model now. */
+void grok_io_print(FILE *out, const char *command, const char *phase, const grok_io_counters *before,
+                   const grok_io_counters *after, uint64_t tokens);
+void grok_expert_stats_print(FILE *out, const char *command, const grok_context *ctx, const grok_model *m);
 
 /* ---- sampling ---------------------------------------------------------------------------- */
 
@@ -200,6 +242,10 @@ int cli_u32(const char *command, const char *flag, const char *value, uint32_t *
 /* The context flags the model commands share: -t/--threads N and --kv-type T. Returns 1 when
  * flag is one of them (value consumed), 0 when it is not, -1 on a bad value (printed). */
 int cli_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p);
+/* The context flags without a value (--mlock-dense, --no-mmap): 1 when flag is one of them, else 0. */
+int cli_context_switch(const char *flag, grok_context_params *p);
+/* The --help lines of the NUMA and expert-streaming flags (--numa, --prefetch, --no-mmap, ...). */
+extern const char memory_flags_help[];
 
 /* `grok2 logits`: the tool for every numerical comparison. */
 int cmd_logits(int argc, char **argv);
@@ -213,6 +259,8 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 /* `grok2 tokenize`: ids and pieces of a text. */
 int cmd_tokenize(int argc, char **argv);
+/* `grok2 profile`: per-layer, per-expert usage over a text, as JSON. */
+int cmd_profile(int argc, char **argv);
 
 /* ---- tokenizer (byte-level BPE, tiktoken-exact) ------------------------------------------ */
 /* Encoding: pre-tokenize with the file's regex (default: Grok's V1 pattern) through PCRE2 with

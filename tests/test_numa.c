@@ -124,7 +124,9 @@ Test(numa, sharded_and_interleaved_runs_give_the_unsharded_logits_bit_for_bit, .
                     {"GROK2_FAKE_NUMA=2", "--numa shard -t 2"},
                     {"GROK2_FAKE_NUMA=2", "--numa shard --threads-per-node 2"}, /* 2 threads on 1 cpu each */
                     {"GROK2_FAKE_NUMA=2", "--numa interleave"},
-                    {"", "--numa shard"}}; /* one node: shard is one group */
+                    {"", "--numa shard"}, /* one node: shard is one group */
+                    {"GROK2_FAKE_NUMA=2", "--no-mmap"},
+                    {"", "--no-mmap --numa off"}};
         for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
             char *other = all_logits(runs[k].env, model, runs[k].flags);
             cr_assert_str_eq(other, off, "%s: %s '%s' differs from --numa off", types[i], runs[k].env, runs[k].flags);
