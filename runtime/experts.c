@@ -48,6 +48,12 @@ struct expert_stream {
     uint32_t step;
     int evict_advice; /* MADV_PAGEOUT, or MADV_DONTNEED on a kernel without it */
     bool locked;      /* --mlock-dense succeeded: munlock at free */
+    /* NUMA shard: readahead lands on the node of the thread that asks for it, so each node's
+     * threads advise their own share of the rows; the advice waits here for them */
+    int share_groups;          /* > 1: defer WILLNEED to expert_stream_advise_share */
+    uint32_t pending_layer[2]; /* the chosen layer, and the guessed next one */
+    uint64_t pending_mask[2];
+    int n_pending;
 };
 
 const char *prefetch_mode_name(prefetch_mode m) {
@@ -275,10 +281,14 @@ static void lru_touch(expert_stream *s, uint32_t l, uint32_t e) {
 /* WILLNEED (when prefetching) and the LRU (when bounded) for the experts in mask. */
 static void bring_in(expert_stream *s, uint32_t l, uint64_t mask) {
     bool prefetch = s->mode != PREFETCH_OFF && s->model->mapped;
+    if (prefetch && s->share_groups > 1 && mask && s->n_pending < 2) {
+        s->pending_layer[s->n_pending] = l;
+        s->pending_mask[s->n_pending++] = mask;
+    }
     for (uint32_t e = 0; e < s->n_expert; e++) {
         if (!(mask >> e & 1)) continue;
         if (prefetch) {
-            advise_expert(s, l, e, MADV_WILLNEED);
+            if (s->share_groups <= 1) advise_expert(s, l, e, MADV_WILLNEED);
             s->stats.advised_bytes += expert_bytes(s, l);
         }
         if (s->stats.cache_limit) lru_touch(s, l, e);
@@ -304,6 +314,35 @@ void expert_stream_routed(expert_stream *s, uint32_t layer, uint32_t token, uint
 void expert_stream_chosen(expert_stream *s, uint32_t layer) {
     s->step++;
     bring_in(s, layer, s->layer_chosen);
+}
+
+void expert_stream_share_advice(expert_stream *s, int groups) { s->share_groups = groups; }
+
+bool expert_stream_advice_pending(const expert_stream *s) { return s->n_pending > 0; }
+
+/* Group `group`'s rows (numa_split, as the matmuls cut them) of every pending slab. */
+void expert_stream_advise_share(expert_stream *s, int group) {
+    for (int i = 0; i < s->n_pending; i++) {
+        const grok_layer *L = &s->model->layers[s->pending_layer[i]];
+        const weight_matrix *w[3] = {&L->gate_exps, &L->up_exps, &L->down_exps};
+        size_t slab[3] = {L->gate_exps_slab, L->up_exps_slab, L->down_exps_slab};
+        for (uint32_t e = 0; e < s->n_expert; e++) {
+            if (!(s->pending_mask[i] >> e & 1)) continue;
+            for (int k = 0; k < 3; k++) {
+                int64_t r0, r1;
+                numa_split(w[k]->rows, group, s->share_groups, NUMA_ROW_ALIGN, &r0, &r1);
+                size_t len;
+                uint8_t *start = page_start(w[k]->data + e * slab[k] + (size_t)r0 * w[k]->row_bytes,
+                                            (size_t)(r1 - r0) * w[k]->row_bytes, &len);
+                if (r1 > r0) (void)madvise(start, len, MADV_WILLNEED);
+            }
+        }
+    }
+}
+
+void expert_stream_advised(expert_stream *s, double seconds) {
+    s->n_pending = 0;
+    s->stats.advice_seconds += seconds;
 }
 
 bool expert_stream_wants_guesses(const expert_stream *s, uint32_t layer) {

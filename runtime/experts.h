@@ -26,4 +26,12 @@ bool expert_stream_wants_guesses(const expert_stream *s, uint32_t layer);
 void expert_stream_guess(expert_stream *s, uint32_t next_layer, uint32_t token, uint64_t guessed);
 void expert_stream_guessed(expert_stream *s, uint32_t next_layer);
 
+/* NUMA shard over groups > 1 nodes: chosen/guessed only note the slabs; forward.c then has each
+ * group call advise_share (its rows of every noted slab: readahead is placed on the node of the
+ * thread that asks) and finally advised with the time it took. */
+void expert_stream_share_advice(expert_stream *s, int groups);
+bool expert_stream_advice_pending(const expert_stream *s);
+void expert_stream_advise_share(expert_stream *s, int group);
+void expert_stream_advised(expert_stream *s, double seconds);
+
 #endif

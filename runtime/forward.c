@@ -371,6 +371,21 @@ static void gated_mlp(grok_context *ctx, const weight_matrix *gate, const uint8_
     matmul(ctx, down, down_data, &hidden, out);
 }
 
+static void advise_task(void *p, int64_t group, int thread) {
+    grok_context *ctx = p;
+    expert_stream_advise_share(ctx->experts, (int)group);
+}
+
+/* Sharded: every node advises its own rows of the slabs just chosen or guessed (one task each). */
+static void advise_by_node(grok_context *ctx) {
+    if (!expert_stream_advice_pending(ctx->experts)) return;
+    int64_t one_each[POOL_MAX_GROUPS];
+    for (int g = 0; g < ctx->n_groups; g++) one_each[g] = 1;
+    double t0 = cli_now_seconds();
+    thread_pool_run_groups(ctx->pool, advise_task, ctx, one_each);
+    expert_stream_advised(ctx->experts, cli_now_seconds() - t0);
+}
+
 /* --prefetch next: the next layer's router applied now, to guess its experts a layer ahead. Its
  * true input is RMSNorm_pre_moe(h) after the next layer's attention; the guess uses the residual
  * stream h as it is now (after this layer's attention, before this layer's MLPs are added),
@@ -390,6 +405,7 @@ static void guess_next_layer(grok_context *ctx, uint32_t next, uint32_t n) {
         expert_stream_guess(ctx->experts, next, t,
                             expert_top_k(ctx->router + (size_t)t * hp->n_expert, hp->n_expert, hp->n_expert_used));
     expert_stream_guessed(ctx->experts, next);
+    advise_by_node(ctx);
 }
 
 /* Router: soft-cap, softmax over all experts, top-k (ties to the lower index), weights are the
@@ -416,6 +432,7 @@ static void moe_route(grok_context *ctx, uint32_t layer, const grok_layer *L, ui
         }
     }
     expert_stream_chosen(ctx->experts, layer);
+    advise_by_node(ctx);
     if (expert_stream_wants_guesses(ctx->experts, layer)) guess_next_layer(ctx, layer + 1, n);
 }
 
@@ -650,6 +667,7 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
         grok_context_free(ctx);
         return -1;
     }
+    if (ctx->numa == NUMA_SHARD) expert_stream_share_advice(ctx->experts, ctx->n_groups);
     ctx->act_q8_0 = malloc(B * (ctx->row_width / QK8_0 + 1) * sizeof(block_q8_0));
     ctx->act_q8_k = malloc(B * (ctx->row_width / QK_K + 1) * sizeof(block_q8_k));
     ctx->score_width = (size_t)ctx->n_ctx * (hp->n_head / hp->n_head_kv); /* a GQA group's scores */

@@ -126,6 +126,7 @@ Test(numa, sharded_and_interleaved_runs_give_the_unsharded_logits_bit_for_bit, .
                     {"GROK2_FAKE_NUMA=2", "--numa interleave"},
                     {"", "--numa shard"}, /* one node: shard is one group */
                     {"GROK2_FAKE_NUMA=2", "--no-mmap"},
+                    {"GROK2_FAKE_NUMA=2", "--prefetch next --expert-cache-mb 1"}, /* advice by node */
                     {"", "--no-mmap --numa off"}};
         for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
             char *other = all_logits(runs[k].env, model, runs[k].flags);
