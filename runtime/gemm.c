@@ -8,7 +8,7 @@
  *             keeps every call on the calling thread (one pool, no oversubscription).
  *   onednn:   a oneDNN (2.x, C API) matmul primitive per tile shape. bf16 x bf16 -> f32 where
  *             the CPU has AVX512-BF16 or AMX (oneDNN then runs AMX tiles), f32 x f32 otherwise,
- *             and always f32 for F32 weights (the f32 model stays at f32 accuracy). Not int8:
+ *             and always f32 for float weights (f32/f16/bf16 files keep f32 accuracy). Not int8:
  *             oneDNN 2.6 takes one scale per output channel (row), our blocks carry one per 16
  *             or 32 weights, so int8 would mean re-quantizing every row to a single scale.
  *             Debian builds it for OpenMP; each call runs with omp_set_num_threads(1) on the
@@ -435,7 +435,12 @@ bool gemm_takes(const gemm_state *g, uint32_t weight_type) { return g && referen
 /* ---- oneDNN ----------------------------------------------------------------------------------- */
 #ifdef GROK2_ONEDNN
 
-static bool bf16_for(const gemm_state *g, uint32_t weight_type) { return g->bf16 && weight_type != G2_TYPE_F32; }
+/* bf16 GEMMs for block-quantized weights only: their native kernels already round activations
+ * to 8 bits, where bf16's 8-bit mantissa loses nothing in comparison; float weights (f32, f16,
+ * bf16 files) keep f32 activations, as their native kernels do. */
+static bool bf16_for(const gemm_state *g, uint32_t weight_type) {
+    return g->bf16 && g2_type_get(weight_type)->block_size > 1;
+}
 
 void gemm_prepare(gemm_state *g, uint32_t weight_type, const float *x, int64_t n, int64_t cols, uint64_t id) {
     if (!g || g->backend != GEMM_ONEDNN) return;
