@@ -69,6 +69,21 @@ static bool onednn_has_bf16(void) {
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
 }
+/* Whether oneDNN can make an f32 matmul here: the evidence that it runs on this CPU. */
+static bool onednn_runs_here(void) {
+    dnnl_engine_t engine = NULL;
+    if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) return false;
+    dnnl_memory_desc_t md;
+    dnnl_dims_t dims = {16, 16}, strides = {16, 1};
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok = dnnl_memory_desc_init_by_strides(&md, 2, dims, dnnl_f32, strides) == dnnl_success &&
+              dnnl_matmul_desc_init(&desc, &md, &md, NULL, &md) == dnnl_success &&
+              dnnl_primitive_desc_create(&pd, &desc, NULL, engine, NULL) == dnnl_success;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    dnnl_engine_destroy(engine);
+    return ok;
+}
 static bool onednn_has_amx(void) {
     return (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx;
 }
@@ -86,8 +101,8 @@ int gemm_backend_available(gemm_backend b, g2_error *err) {
 #endif
     case GEMM_ONEDNN:
 #ifdef GROK2_ONEDNN
-        if (dnnl_get_effective_cpu_isa() == dnnl_cpu_isa_all)
-            return g2_fail(err, "--gemm onednn: oneDNN finds no instruction set it can use on this CPU");
+        if (!onednn_runs_here())
+            return g2_fail(err, "--gemm onednn: oneDNN has no CPU engine or no f32 matmul on this CPU");
         return 0;
 #else
         return g2_fail(err, "--gemm onednn: this build has no oneDNN (built with NO_ONEDNN=1)");
