@@ -491,7 +491,8 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     ctx->thread_row = malloc((size_t)threads * ctx->row_width * sizeof(float));
     ctx->thread_score = malloc((size_t)threads * ctx->score_width * sizeof(float));
     g2_error gemm_err;
-    if (ctx->pool && gemm_new(&ctx->gemm, params->gemm, ctx->kernels, threads, ctx->max_batch, (int64_t)ctx->row_width, &gemm_err)) {
+    if (ctx->pool &&
+        gemm_new(&ctx->gemm, params->gemm, ctx->kernels, threads, ctx->max_batch, (int64_t)ctx->row_width, &gemm_err)) {
         grok_context_free(ctx);
         return g2_fail(err, "%s", gemm_err.msg);
     }

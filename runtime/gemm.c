@@ -15,8 +15,10 @@
  *             calling pool thread (an OpenMP ICV is per thread), so it never starts a team.
  *
  * All buffers (tiles, converted activations, primitive caches) are allocated in gemm_new; in the
- * token loop the only allocations are inside the libraries (oneDNN memory-object handles, and a
- * primitive the first time a tile shape is seen). */
+ * token loop the only allocations are oneDNN's: its small memory-object handles per call, and a
+ * primitive (with the thread's scratchpad grown to fit it) the first time a tile shape is seen;
+ * the shapes of a model are few (tile rows x columns x batch padded to 16), so after the first
+ * chunk nothing new is made. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,13 +353,19 @@ struct gemm_state {
 #endif
 };
 
+#if defined(GROK2_OPENBLAS) || defined(GROK2_ONEDNN)
+#define HAVE_BLAS 1
+#endif
+
 /* Rows per tile of matrix rows of k weights in elem-byte values. */
+#ifdef HAVE_BLAS
 static int64_t tile_rows(int64_t k, size_t elem) {
     int64_t rows = (int64_t)(TILE_BYTES / ((size_t)k * elem));
     if (rows < TILE_MIN_ROWS) rows = TILE_MIN_ROWS;
     if (rows > TILE_MAX_ROWS) rows = TILE_MAX_ROWS;
     return rows;
 }
+#endif
 
 void gemm_free(gemm_state *g) {
     if (!g) return;
@@ -398,8 +406,8 @@ int gemm_new(gemm_state **out, gemm_backend backend, const simd_kernels *kernels
     g->max_cols = max_cols;
     g->m_cap = ((int64_t)max_batch + M_ALIGN - 1) / M_ALIGN * M_ALIGN;
     /* the largest tile of any k <= max_cols, f32 (bf16 tiles are half of it) */
-    g->tile_bytes = (size_t)TILE_MIN_ROWS * (size_t)max_cols * sizeof(float);
-    if (g->tile_bytes < TILE_BYTES + (size_t)max_cols * sizeof(float)) g->tile_bytes = TILE_BYTES + (size_t)max_cols * sizeof(float);
+    size_t min_tile = (size_t)TILE_MIN_ROWS * (size_t)max_cols * sizeof(float);
+    g->tile_bytes = min_tile > TILE_BYTES ? min_tile : TILE_BYTES;
     g->threads = calloc((size_t)n_threads, sizeof *g->threads);
     bool ok = g->threads != NULL;
     for (int t = 0; ok && t < n_threads; t++) {
@@ -559,6 +567,7 @@ void gemm_prepare(gemm_state *g, uint32_t weight_type, const float *x, int64_t n
 
 /* ---- the task's rows ---------------------------------------------------------------------------- */
 
+#ifdef HAVE_BLAS
 /* A tile of `rows` weight rows from r0, decoded to f32 (or bf16) into the thread's tile; F32
  * weights for an f32 GEMM are used in place. */
 static const void *decode_tile(const gemm_state *g, gemm_thread *th, const weight_matrix *w, const uint8_t *data,
@@ -567,10 +576,11 @@ static const void *decode_tile(const gemm_state *g, gemm_thread *th, const weigh
     if (w->type == G2_TYPE_F32 && !bf16) return data + (size_t)r0 * w->row_bytes;
     size_t elem = bf16 ? sizeof(uint16_t) : sizeof(float);
     for (int64_t r = 0; r < rows; r++)
-        decode_row(w->type, g->avx512, data + (size_t)(r0 + r) * w->row_bytes, (uint8_t *)th->tile + (size_t)(r * k) * elem,
-                   k, bf16, th->row);
+        decode_row(w->type, g->avx512, data + (size_t)(r0 + r) * w->row_bytes,
+                   (uint8_t *)th->tile + (size_t)(r * k) * elem, k, bf16, th->row);
     return th->tile;
 }
+#endif
 
 /* The fallback if a library call fails mid-run (it was checked at context creation): rows
  * decoded one at a time and dotted in plain C. */
@@ -589,7 +599,9 @@ static void rows_by_loops(gemm_thread *th, const weight_matrix *w, const uint8_t
 void gemm_rows(gemm_state *g, int thread, const weight_matrix *w, const uint8_t *data, int64_t r0, int64_t r1,
                const float *x, int64_t n, float *y) {
     gemm_thread *th = &g->threads[thread];
+#ifdef HAVE_BLAS
     int64_t k = w->cols;
+#endif
 #ifdef GROK2_ONEDNN
     if (g->backend == GEMM_ONEDNN) {
 #if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP

@@ -118,11 +118,11 @@ typedef struct {
     double min_top1, max_kl;
 } quantized_bound;
 
-/* Converts hf to each type, compares every file with the oracle's logits for the tokens. */
-static void check_against_oracle(const char *dir, const char *hf, int n_tokens, int vocab,
-                                 const quantized_bound quantized[3]) {
-    char tokens[512], ref_path[512], gguf[512];
-    snprintf(tokens, sizeof tokens, "%s/tokens.txt", dir);
+/* Writes n_tokens random ids to dir/tokens.txt (path in tokens[512]) and returns the oracle's
+ * logits for them. */
+static logits_table oracle_logits(const char *dir, const char *hf, int n_tokens, int vocab, char tokens[512]) {
+    char ref_path[512];
+    snprintf(tokens, 512, "%s/tokens.txt", dir);
     write_tokens(tokens, n_tokens, vocab, 42);
     snprintf(ref_path, sizeof ref_path, "%s/oracle.txt", dir);
     char *token_text = harness_read_file(tokens, NULL);
@@ -131,6 +131,14 @@ static void check_against_oracle(const char *dir, const char *hf, int n_tokens, 
     free(token_text);
     logits_table ref = read_logits(ref_path);
     cr_assert_eq(ref.n_pos, n_tokens);
+    return ref;
+}
+
+/* Converts hf to each type, compares every file with the oracle's logits for the tokens. */
+static void check_against_oracle(const char *dir, const char *hf, int n_tokens, int vocab,
+                                 const quantized_bound quantized[3]) {
+    char tokens[512], gguf[512];
+    logits_table ref = oracle_logits(dir, hf, n_tokens, vocab, tokens);
 
     /* F32: the reference numerics, batch and incremental, KV cache in f32 */
     snprintf(gguf, sizeof gguf, "%s/f32.gguf", dir);
@@ -180,15 +188,19 @@ Test(forward_oracle, tiny_synth_matches_oracle_over_1100_tokens, .timeout = 600)
 
 /* A checkpoint written by the oracle's own numpy writer, with other head and expert counts and
  * a short temperature length so that path runs in a shorter sequence. */
-Test(forward_oracle, numpy_checkpoint_other_heads_and_experts_matches_oracle, .timeout = 600) {
-    char *dir = harness_tmpdir("oracle-alt");
-    char hf[512];
-    snprintf(hf, sizeof hf, "%s/hf", dir);
+static void make_alt_checkpoint(const char *hf) {
     run_ok("make_tiny_hf",
            harness_run(PYTHON " %s/tests/reference/make_tiny_hf.py %s --ranks 4 --seed 3 --set num_attention_heads=6 "
                               "--set num_key_value_heads=3 --set head_dim=64 --set hidden_size=384 "
                               "--set num_local_experts=6 --set num_experts_per_tok=2 --set attn_temperature_len=64",
                        harness_root(), hf));
+}
+
+Test(forward_oracle, numpy_checkpoint_other_heads_and_experts_matches_oracle, .timeout = 600) {
+    char *dir = harness_tmpdir("oracle-alt");
+    char hf[512];
+    snprintf(hf, sizeof hf, "%s/hf", dir);
+    make_alt_checkpoint(hf);
     /* measured: bf16 top-1 0.995 KL 1.0e-4 (the f16 KV cache alone); q8_0 0.905 7.2e-3;
      * q4_k_m 0.425 0.365 */
     static const quantized_bound bounds[3] = {{"bf16", 0.985, 2e-4}, {"q8_0", 0.88, 0.009}, {"q4_k_m", 0.38, 0.45}};
@@ -264,21 +276,10 @@ typedef struct {
 
 Test(forward_oracle, every_gemm_backend_matches_oracle, .timeout = 600) {
     char *dir = harness_tmpdir("oracle-gemm");
-    char hf[512], tokens[600], ref_path[600], gguf[600];
+    char hf[512], tokens[512], gguf[600];
     snprintf(hf, sizeof hf, "%s/hf", dir);
-    run_ok("make_tiny_hf",
-           harness_run(PYTHON " %s/tests/reference/make_tiny_hf.py %s --ranks 4 --seed 3 --set num_attention_heads=6 "
-                              "--set num_key_value_heads=3 --set head_dim=64 --set hidden_size=384 "
-                              "--set num_local_experts=6 --set num_experts_per_tok=2 --set attn_temperature_len=64",
-                       harness_root(), hf));
-    snprintf(tokens, sizeof tokens, "%s/tokens.txt", dir);
-    write_tokens(tokens, 200, 512, 42);
-    snprintf(ref_path, sizeof ref_path, "%s/oracle.txt", dir);
-    char *token_text = harness_read_file(tokens, NULL);
-    run_ok("oracle", harness_run(PYTHON " %s/tests/reference/grok2_ref.py %s --tokens %s --all --out %s",
-                                 harness_root(), hf, token_text, ref_path));
-    free(token_text);
-    logits_table ref = read_logits(ref_path);
+    make_alt_checkpoint(hf);
+    logits_table ref = oracle_logits(dir, hf, 200, 512, tokens);
     static const char *const types[] = {"f32", "bf16", "q8_0", "q4_k_m"};
     for (size_t t = 0; t < 4; t++) {
         snprintf(gguf, sizeof gguf, "%s/%s.gguf", dir, types[t]);

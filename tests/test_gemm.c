@@ -30,7 +30,8 @@ static uint8_t *make_weights(uint32_t type, int64_t rows, int64_t cols, weight_m
     fill(src, rows * cols, type + 1);
     size_t row_bytes = g2_row_size(type, cols);
     uint8_t *data = malloc(row_bytes * (size_t)rows);
-    cr_assert(g2_quantize_rows(type, src, data, rows, cols, NULL) == row_bytes * (size_t)rows, "quantize type %u", type);
+    size_t bytes = g2_quantize_rows(type, src, data, rows, cols, NULL);
+    cr_assert(bytes == row_bytes * (size_t)rows, "quantize type %u", type);
     free(src);
     *w = (weight_matrix){type, data, rows, cols, row_bytes};
     return data;
@@ -106,8 +107,8 @@ static void check_backend(gemm_backend backend, const simd_kernels *kernels) {
                 for (int64_t tok = 0; tok < n; tok++) {
                     float got = y[tok * rows + r];
                     if (!inside) {
-                        cr_assert_eq(got, 12345.0f, "%s: row %lld outside the ranges was written", gemm_backend_name(backend),
-                                     (long long)r);
+                        cr_assert_eq(got, 12345.0f, "%s: row %lld outside the ranges was written",
+                                     gemm_backend_name(backend), (long long)r);
                         continue;
                     }
                     double exact = 0, a = 0;
@@ -185,7 +186,8 @@ static void make_models(void) {
     snprintf(model, sizeof model, "%s/tiny-q4_k_m.gguf", cli_dir);
     snprintf(model_f32, sizeof model_f32, "%s/tiny-f32.gguf", cli_dir);
     snprintf(tokens, sizeof tokens, "%s/tokens.txt", cli_dir);
-    harness_result r = harness_run("%s synth tiny --gguf q4_k_m -o %s --seed 5 && %s synth tiny --gguf f32 -o %s --seed 5",
+    harness_result r = harness_run("%s synth tiny --gguf q4_k_m -o %s --seed 5 && "
+                                   "%s synth tiny --gguf f32 -o %s --seed 5",
                                    harness_grok2(), model, harness_grok2(), model_f32);
     cr_assert_eq(r.status, 0, "synth: %s", r.err);
     harness_result_free(&r);
@@ -202,7 +204,8 @@ Test(gemm_cli, every_model_command_lists_and_checks_the_flag) {
     for (size_t c = 0; c < 5; c++) {
         harness_result h = harness_run("%s %s --help", harness_grok2(), commands[c]);
         cr_expect_eq(h.status, 0, "%s --help: %s", commands[c], h.err);
-        cr_expect(strstr(h.out, "--gemm NAME") && strstr(h.out, "openblas, onednn"), "%s --help:\n%s", commands[c], h.out);
+        cr_expect(strstr(h.out, "--gemm NAME") && strstr(h.out, "openblas, onednn"), "%s --help:\n%s", commands[c],
+                  h.out);
         harness_result_free(&h);
         harness_result r = harness_run("%s %s -m %s --gemm blas", harness_grok2(), commands[c], model);
         cr_expect_neq(r.status, 0, "%s took --gemm blas", commands[c]);
@@ -262,7 +265,8 @@ Test(gemm_cli, every_available_backend_runs_and_agrees_on_f32) {
                                        harness_grok2(), model, names[i]);
         cr_expect_eq(r.status, 0, "run --gemm %s: %s", names[i], r.err);
         harness_result_free(&r);
-        harness_result bench = harness_run("%s bench -m %s -p 40 -n 2 -r 1 --gemm %s", harness_grok2(), model, names[i]);
+        harness_result bench =
+            harness_run("%s bench -m %s -p 40 -n 2 -r 1 --gemm %s", harness_grok2(), model, names[i]);
         cr_expect_eq(bench.status, 0, "bench --gemm %s: %s", names[i], bench.err);
         cr_expect(strstr(bench.out, "pp40"), "%s", bench.out);
         harness_result_free(&bench);
