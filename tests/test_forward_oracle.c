@@ -239,14 +239,15 @@ Test(forward_oracle, every_runnable_isa_gives_the_scalar_logits, .timeout = 300)
         snprintf(gguf, sizeof gguf, "%s/%s.gguf", dir, types[t]);
         run_ok("synth", harness_run("%s synth tiny --gguf %s -o %s --seed 3", harness_grok2(), types[t], gguf));
         snprintf(tag, sizeof tag, "%s-scalar", types[t]);
-        logits_table ref = our_logits(dir, gguf, tokens, tag, "--isa scalar --kv-type f32");
+        /* --gemm native: batches on the kernels under test (auto may give them to oneDNN) */
+        logits_table ref = our_logits(dir, gguf, tokens, tag, "--isa scalar --kv-type f32 --gemm native");
         char names[256];
         snprintf(names, sizeof names, "%s", runnable + 10);
         char *save = NULL; /* read_logits uses strtok */
         for (char *isa = strtok_r(names, " )\n", &save); isa; isa = strtok_r(NULL, " )\n", &save)) {
             if (!strcmp(isa, "scalar")) continue;
             char extra[64];
-            snprintf(extra, sizeof extra, "--isa %s --kv-type f32", isa);
+            snprintf(extra, sizeof extra, "--isa %s --kv-type f32 --gemm native", isa);
             snprintf(tag, sizeof tag, "%s-%s", types[t], isa);
             logits_table got = our_logits(dir, gguf, tokens, tag, extra);
             comparison c = compare(&got, &ref);
