@@ -32,6 +32,15 @@ endif
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(OPTFLAGS) $(WARN) $(BASE_ISA) -MMD -MP
 LDLIBS   += -lcjson -lpcre2-8 -lzstd -lnuma -lm -lpthread
+# prefill GEMM back-ends (runtime/gemm.c, --gemm): NO_OPENBLAS=1 / NO_ONEDNN=1 build without one
+ifneq ($(NO_OPENBLAS),1)
+  CFLAGS += -DGROK2_OPENBLAS $(shell pkg-config --cflags openblas 2>/dev/null)
+  LDLIBS += $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
+endif
+ifneq ($(NO_ONEDNN),1)
+  CFLAGS += -DGROK2_ONEDNN
+  LDLIBS += -ldnnl -lgomp
+endif
 
 LIB_SRC  := $(wildcard simd/*.c quant/*.c convert/*.c) $(filter-out runtime/main.c,$(wildcard runtime/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -74,6 +74,16 @@ int cli_context_flag(const char *command, const char *flag, const char *value, g
         fprintf(stderr, "grok2 %s: --threads-per-node wants 1 to 4096, got '%s'\n", command, value);
         return -1;
     }
+    if (!strcmp(flag, "--gemm")) {
+        g2_error err;
+        if (gemm_backend_parse(value, &p->gemm)) {
+            fprintf(stderr, "grok2 %s: --gemm is auto, native, openblas or onednn, not '%s'\n", command, value);
+            return -1;
+        }
+        if (gemm_backend_available(p->gemm, &err) == 0) return 1;
+        fprintf(stderr, "grok2 %s: %s\n", command, err.msg);
+        return -1;
+    }
     if (strcmp(flag, "-t") && strcmp(flag, "--threads")) return 0;
     uint32_t n;
     if (cli_u32(command, flag, value, &n)) return -1;

@@ -24,6 +24,8 @@ static void bench_usage(FILE *out) {
             "  --depth N          tokens already in the KV cache before each run (default 0)\n"
             "  -t, --threads N    threads (default: all cores)\n"
             "  --kv-type T        KV cache type: f16 (default), f32, bf16\n"
+            "  --gemm NAME        prefill matmuls: auto (default: the CPU's best), native,\n"
+            "                     openblas, onednn (batches only; decode is always native)\n"
             "  --json             one JSON object instead of the table\n"
             "  --kernels          per-kernel GB/s against the read bandwidth (see --kernels --help)\n");
     fputs(memory_flags_help, out);

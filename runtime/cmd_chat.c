@@ -29,6 +29,8 @@ static void chat_usage(FILE *out) {
             "  -n N                 tokens per reply at most (default 512)\n"
             "  --ctx N              context positions for the whole conversation (default 4096)\n"
             "  --kv-type T          KV cache type: f16 (default), f32, bf16\n"
+            "  --gemm NAME          prefill matmuls: auto (default: the CPU's best), native,\n"
+            "                       openblas, onednn (batches only; decode is always native)\n"
             "  -t, --threads N      threads (default: all cores)\n"
             "%s",
             sampler_flags_help);

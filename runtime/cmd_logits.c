@@ -23,6 +23,8 @@ static void logits_usage(FILE *out) {
             "  --incremental        also run the tokens one at a time through the KV cache and\n"
             "                       print '# incremental_vs_batch_max_abs_diff X'\n"
             "  --kv-type T          KV cache type: f16 (default), f32, bf16\n"
+            "  --gemm NAME          prefill matmuls: auto (default: the CPU's best), native,\n"
+            "                       openblas, onednn (batches only; decode is always native)\n"
             "  --ctx N              context positions to allocate (default: the number of tokens)\n"
             "  --batch N            tokens per forward chunk (default 64)\n"
             "  -t, --threads N      threads (default: all cores)\n");

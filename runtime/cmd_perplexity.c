@@ -25,6 +25,8 @@ static void perplexity_usage(FILE *out) {
             "  --kl BASE          compare with a file saved by --kl-base: mean KL divergence and top-1\n"
             "                     agreement (the same text, --ctx and vocabulary are required)\n"
             "  --kv-type T        KV cache type: f16 (default), f32, bf16\n"
+            "  --gemm NAME        prefill matmuls: auto (default: the CPU's best), native,\n"
+            "                     openblas, onednn (batches only; decode is always native)\n"
             "  -t, --threads N    threads (default: all cores)\n");
     fputs(memory_flags_help, out);
 }

@@ -20,6 +20,8 @@ static void run_usage(FILE *out) {
             "  --ctx N              context positions (default: prompt + n)\n"
             "  --truncate           drop the start of a prompt that does not fit --ctx, with a warning\n"
             "  --kv-type T          KV cache type: f16 (default), f32, bf16\n"
+            "  --gemm NAME          prefill matmuls: auto (default: the CPU's best), native,\n"
+            "                       openblas, onednn (batches only; decode is always native)\n"
             "  -t, --threads N      threads (default: all cores)\n"
             "  --stats              print expert usage, page faults and disk reads per token at\n"
             "                       the end (stderr)\n"

@@ -50,6 +50,7 @@ struct grok_context {
     void *copy_memory;
     size_t copy_size;
     const simd_kernels *kernels;
+    gemm_state *gemm; /* the --gemm back-end for batches (NULL: native kernels) */
     /* quantized activations, one buffer per partner type (Q8_0, Q8_K) */
     uint8_t *act_q8_0, *act_q8_k;
     uint64_t act_q8_0_id, act_q8_k_id, next_act_id;
@@ -108,6 +109,7 @@ typedef struct {
     const uint8_t *data;
     float *y; /* [n][w->rows] */
     const simd_type_kernels *kernels; /* NULL: no kernels for the type, decode rows instead */
+    bool by_gemm;                     /* a batch on the --gemm back-end */
     const void *x;                    /* the activation in the kernels' partner type */
     size_t x_col_bytes;
 } matmul_part;
@@ -152,7 +154,9 @@ static void matmul_task(void *arg, int64_t task, int thread) {
     int64_t r1 = r0 + s->rows_per_task < s->row_end ? r0 + s->rows_per_task : s->row_end;
     const uint8_t *w = p->data + (size_t)r0 * p->w->row_bytes;
     const activation *a = job->act;
-    if (!p->kernels)
+    if (p->by_gemm)
+        gemm_rows(job->ctx->gemm, thread, p->w, p->data, r0, r1, a->x, a->n, p->y);
+    else if (!p->kernels)
         matmul_rows_by_decoding(job->ctx, p, a, r0, r1, thread);
     else if (a->n == 1)
         p->kernels->matvec(a->cols, r1 - r0, w, p->w->row_bytes, p->x, p->y + r0);
@@ -180,7 +184,9 @@ static void matmul_many(grok_context *ctx, const activation *a, int n_parts, con
         p->y = y[i];
         p->kernels = simd_type_kernels_get(ctx->kernels, w[i]->type);
         if (p->kernels && a->cols % p->kernels->block) p->kernels = NULL;
-        if (p->kernels) p->x = activation_as(ctx, a, p->kernels->act_type, &p->x_col_bytes);
+        p->by_gemm = a->n > 1 && gemm_takes(ctx->gemm, w[i]->type);
+        if (p->by_gemm) gemm_prepare(ctx->gemm, w[i]->type, a->x, a->n, a->cols, a->id);
+        else if (p->kernels) p->x = activation_as(ctx, a, p->kernels->act_type, &p->x_col_bytes);
     }
     int64_t group_tasks[POOL_MAX_GROUPS], tasks = 0;
     for (int g = 0; g < ctx->n_groups; g++) {
@@ -674,6 +680,12 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     int threads = ctx->pool ? thread_pool_size(ctx->pool) : 1;
     ctx->thread_row = malloc((size_t)threads * ctx->row_width * sizeof(float));
     ctx->thread_score = malloc((size_t)threads * ctx->score_width * sizeof(float));
+    g2_error gemm_err;
+    if (ctx->pool &&
+        gemm_new(&ctx->gemm, params->gemm, ctx->kernels, threads, ctx->max_batch, (int64_t)ctx->row_width, &gemm_err)) {
+        grok_context_free(ctx);
+        return g2_fail(err, "%s", gemm_err.msg);
+    }
     if (!ctx->pool || !ctx->k_cache || !ctx->v_cache || !ctx->inv_freq || !ctx->h || !ctx->normed || !ctx->q ||
         !ctx->k || !ctx->v || !ctx->attn || !ctx->proj || !ctx->ff_a || !ctx->ff_b || !ctx->dense || !ctx->moe ||
         !ctx->router || !ctx->expert_in || !ctx->expert_out || !ctx->expert_tokens || !ctx->expert_gates ||
@@ -693,6 +705,7 @@ void grok_context_free(grok_context *ctx) {
     if (!ctx) return;
     thread_pool_free(ctx->pool);
     expert_stream_free(ctx->experts);
+    gemm_free(ctx->gemm);
     if (ctx->k_cache) munmap(ctx->k_cache, ctx->kv_bytes);
     if (ctx->v_cache) munmap(ctx->v_cache, ctx->kv_bytes);
     if (ctx->copy_memory) munmap(ctx->copy_memory, ctx->copy_size);

@@ -123,6 +123,37 @@ void numa_model_placement(const grok_model *m, const numa_topology *t, numa_shar
 int numa_copy_weights(const grok_model *m, thread_pool *pool, bool shard, grok_model *copy, grok_layer **layers,
                       void **memory, size_t *size, g2_error *err);
 
+/* ---- prefill GEMM back-ends (runtime/gemm.c) ------------------------------------------- */
+/* Batches of n > 1 tokens may go to a BLAS on dequantized weight tiles instead of the native
+ * integer kernels; decode (n == 1) always stays native. AUTO is the measured default for the
+ * CPU (gemm_backend_default). */
+typedef enum { GEMM_AUTO = 0, GEMM_NATIVE, GEMM_OPENBLAS, GEMM_ONEDNN } gemm_backend;
+/* "auto", "native", "openblas", "onednn" -> 0, or -1 for another name. */
+int gemm_backend_parse(const char *name, gemm_backend *out);
+const char *gemm_backend_name(gemm_backend b);
+/* 0 when this build and CPU can run b; else -1 with the reason in err. */
+int gemm_backend_available(gemm_backend b, g2_error *err);
+gemm_backend gemm_backend_default(void);
+
+/* Per-context scratch of a back-end: per-thread weight tiles, converted activations, cached
+ * primitives; all allocated here. NULL (and 0) for the native back-end. */
+typedef struct gemm_state gemm_state;
+int gemm_new(gemm_state **out, gemm_backend b, const simd_kernels *kernels, int n_threads, uint32_t max_batch,
+             int64_t max_cols, g2_error *err);
+void gemm_free(gemm_state *g);
+gemm_backend gemm_state_backend(const gemm_state *g); /* NATIVE for NULL */
+/* Whether g multiplies weights of this type (false for NULL). */
+bool gemm_takes(const gemm_state *g, uint32_t weight_type);
+/* Converts input id (n rows of cols) for the back-end once, before the pool pass that reads it. */
+void gemm_prepare(gemm_state *g, uint32_t weight_type, const float *x, int64_t n, int64_t cols, uint64_t id);
+/* y[t][r] = W[r] . x[t] for r0 <= r < r1, t < n (y's row stride w->rows), on pool thread `thread`;
+ * x is the prepared input. */
+void gemm_rows(gemm_state *g, int thread, const weight_matrix *w, const uint8_t *data, int64_t r0, int64_t r1,
+               const float *x, int64_t n, float *y);
+/* One row of n weights of type decoded as the back-ends do on kernel table `kernels` (AVX-512
+ * decoders on an AVX-512 table), to f32 or bf16; -1 if the type cannot be decoded. For tests. */
+int gemm_decode_row(const simd_kernels *kernels, uint32_t type, const void *src, void *dst, int64_t n, bool bf16);
+
 /* ---- evaluation --------------------------------------------------------------------------- */
 
 typedef enum { KV_F16 = 0, KV_F32 = 1, KV_BF16 = 2 } kv_cache_type;
@@ -142,6 +173,7 @@ typedef struct {
     prefetch_mode prefetch;   /* advice for the routed experts' slabs (experts.c) */
     bool mlock_dense;         /* lock the always-on weights (a warning, not a failure, if refused) */
     uint32_t expert_cache_mb; /* 0: unbounded; else least recently used expert slabs are paged out */
+    gemm_backend gemm;  /* prefill matmuls (AUTO: the CPU's default) */
 } grok_context_params;
 
 typedef struct grok_context grok_context;
@@ -239,7 +271,9 @@ char *cli_read_file(const char *path, size_t *len, g2_error *err);
 /* value as an unsigned 32-bit integer; otherwise prints "grok2 COMMAND: FLAG wants a
  * non-negative integer, got 'VALUE'" and returns -1. */
 int cli_u32(const char *command, const char *flag, const char *value, uint32_t *out);
-/* The context flags the model commands share: -t/--threads N and --kv-type T. Returns 1 when
+/* The context flags the model commands share: -t/--threads N, --kv-type T, --gemm NAME (refused
+ * when this build or CPU cannot run the back-end), --numa, --threads-per-node, --prefetch,
+ * --expert-cache-mb. Returns 1 when
  * flag is one of them (value consumed), 0 when it is not, -1 on a bad value (printed). */
 int cli_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p);
 /* The context flags without a value (--mlock-dense, --no-mmap): 1 when flag is one of them, else 0. */

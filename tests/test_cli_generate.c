@@ -113,7 +113,10 @@ Test(generate, perplexity_and_kl_against_a_saved_base) {
     const char *kl = strstr(r.out, "kl_divergence ");
     cr_assert(kl, "%s", r.out);
     cr_expect_lt(strtod(kl + 14, NULL), 1e-3, "same model, same text (f16-rounded base): %s", r.out);
-    cr_expect(strstr(r.out, "top1_agreement 1.0000"), "%s", r.out);
+    /* the base holds f16-rounded logits: a near tie can flip at a position or two of 1638 (seen
+     * with --gemm onednn's bf16 GEMMs: 0.9994) */
+    const char *top1 = strstr(r.out, "top1_agreement ");
+    cr_expect(top1 && strtod(top1 + 15, NULL) >= 0.998, "%s", r.out);
     harness_result_free(&r);
     r = harness_run("%s perplexity -m %s -f %s --ctx 32 --kl %s", harness_grok2(), model, text, base);
     cr_expect_eq(r.status, 1);

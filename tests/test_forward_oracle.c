@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../quant/quant.h"
+#include "../runtime/runtime.h"
 #include "harness.h"
 
 #define PYTHON "/usr/bin/python3"
@@ -117,11 +118,11 @@ typedef struct {
     double min_top1, max_kl;
 } quantized_bound;
 
-/* Converts hf to each type, compares every file with the oracle's logits for the tokens. */
-static void check_against_oracle(const char *dir, const char *hf, int n_tokens, int vocab,
-                                 const quantized_bound quantized[3]) {
-    char tokens[512], ref_path[512], gguf[512];
-    snprintf(tokens, sizeof tokens, "%s/tokens.txt", dir);
+/* Writes n_tokens random ids to dir/tokens.txt (path in tokens[512]) and returns the oracle's
+ * logits for them. */
+static logits_table oracle_logits(const char *dir, const char *hf, int n_tokens, int vocab, char tokens[512]) {
+    char ref_path[512];
+    snprintf(tokens, 512, "%s/tokens.txt", dir);
     write_tokens(tokens, n_tokens, vocab, 42);
     snprintf(ref_path, sizeof ref_path, "%s/oracle.txt", dir);
     char *token_text = harness_read_file(tokens, NULL);
@@ -130,6 +131,14 @@ static void check_against_oracle(const char *dir, const char *hf, int n_tokens, 
     free(token_text);
     logits_table ref = read_logits(ref_path);
     cr_assert_eq(ref.n_pos, n_tokens);
+    return ref;
+}
+
+/* Converts hf to each type, compares every file with the oracle's logits for the tokens. */
+static void check_against_oracle(const char *dir, const char *hf, int n_tokens, int vocab,
+                                 const quantized_bound quantized[3]) {
+    char tokens[512], gguf[512];
+    logits_table ref = oracle_logits(dir, hf, n_tokens, vocab, tokens);
 
     /* F32: the reference numerics, batch and incremental, KV cache in f32 */
     snprintf(gguf, sizeof gguf, "%s/f32.gguf", dir);
@@ -179,15 +188,19 @@ Test(forward_oracle, tiny_synth_matches_oracle_over_1100_tokens, .timeout = 600)
 
 /* A checkpoint written by the oracle's own numpy writer, with other head and expert counts and
  * a short temperature length so that path runs in a shorter sequence. */
-Test(forward_oracle, numpy_checkpoint_other_heads_and_experts_matches_oracle, .timeout = 600) {
-    char *dir = harness_tmpdir("oracle-alt");
-    char hf[512];
-    snprintf(hf, sizeof hf, "%s/hf", dir);
+static void make_alt_checkpoint(const char *hf) {
     run_ok("make_tiny_hf",
            harness_run(PYTHON " %s/tests/reference/make_tiny_hf.py %s --ranks 4 --seed 3 --set num_attention_heads=6 "
                               "--set num_key_value_heads=3 --set head_dim=64 --set hidden_size=384 "
                               "--set num_local_experts=6 --set num_experts_per_tok=2 --set attn_temperature_len=64",
                        harness_root(), hf));
+}
+
+Test(forward_oracle, numpy_checkpoint_other_heads_and_experts_matches_oracle, .timeout = 600) {
+    char *dir = harness_tmpdir("oracle-alt");
+    char hf[512];
+    snprintf(hf, sizeof hf, "%s/hf", dir);
+    make_alt_checkpoint(hf);
     /* measured: bf16 top-1 0.995 KL 1.0e-4 (the f16 KV cache alone); q8_0 0.905 7.2e-3;
      * q4_k_m 0.425 0.365 */
     static const quantized_bound bounds[3] = {{"bf16", 0.985, 2e-4}, {"q8_0", 0.88, 0.009}, {"q4_k_m", 0.38, 0.45}};
@@ -226,14 +239,15 @@ Test(forward_oracle, every_runnable_isa_gives_the_scalar_logits, .timeout = 300)
         snprintf(gguf, sizeof gguf, "%s/%s.gguf", dir, types[t]);
         run_ok("synth", harness_run("%s synth tiny --gguf %s -o %s --seed 3", harness_grok2(), types[t], gguf));
         snprintf(tag, sizeof tag, "%s-scalar", types[t]);
-        logits_table ref = our_logits(dir, gguf, tokens, tag, "--isa scalar --kv-type f32");
+        /* --gemm native: batches on the kernels under test (auto may give them to oneDNN) */
+        logits_table ref = our_logits(dir, gguf, tokens, tag, "--isa scalar --kv-type f32 --gemm native");
         char names[256];
         snprintf(names, sizeof names, "%s", runnable + 10);
         char *save = NULL; /* read_logits uses strtok */
         for (char *isa = strtok_r(names, " )\n", &save); isa; isa = strtok_r(NULL, " )\n", &save)) {
             if (!strcmp(isa, "scalar")) continue;
             char extra[64];
-            snprintf(extra, sizeof extra, "--isa %s --kv-type f32", isa);
+            snprintf(extra, sizeof extra, "--isa %s --kv-type f32 --gemm native", isa);
             snprintf(tag, sizeof tag, "%s-%s", types[t], isa);
             logits_table got = our_logits(dir, gguf, tokens, tag, extra);
             comparison c = compare(&got, &ref);
@@ -249,5 +263,76 @@ Test(forward_oracle, every_runnable_isa_gives_the_scalar_logits, .timeout = 300)
         free(ref.logits);
     }
     harness_result_free(&cpu);
+    free(dir);
+}
+
+/* Every prefill GEMM back-end (--gemm) this build and CPU run, against the oracle on the numpy
+ * checkpoint above (200 tokens, temperature from position 64): the f32 file to 1e-4 of the
+ * largest logit in batches of 37 (the back-end) and one at a time (decode stays native, so this
+ * also checks that the two agree), the quantized files within measured bounds per back-end. */
+typedef struct {
+    const char *name;
+    quantized_bound bounds[3];
+} gemm_bounds;
+
+Test(forward_oracle, every_gemm_backend_matches_oracle, .timeout = 600) {
+    char *dir = harness_tmpdir("oracle-gemm");
+    char hf[512], tokens[512], gguf[600];
+    snprintf(hf, sizeof hf, "%s/hf", dir);
+    make_alt_checkpoint(hf);
+    logits_table ref = oracle_logits(dir, hf, 200, 512, tokens);
+    static const char *const types[] = {"f32", "bf16", "q8_0", "q4_k_m"};
+    for (size_t t = 0; t < 4; t++) {
+        snprintf(gguf, sizeof gguf, "%s/%s.gguf", dir, types[t]);
+        run_ok(types[t], harness_run("%s convert %s -o %s --type %s", harness_grok2(), hf, gguf, types[t]));
+    }
+    /* measured on this file (f16 KV cache), bf16 / q8_0 / q4_k_m top-1 and mean KL; f32 max rel diff:
+     *   native   0.995 1.0e-4  0.905 7.2e-3  0.425 0.365   f32 2.2e-6
+     *   openblas 0.995 1.0e-4  0.960 4.6e-3  0.420 0.365   f32 4.8e-6 (f32 activations: closer on q8_0)
+     *   onednn   0.995 1.0e-4  0.950 5.0e-3  0.420 0.365   f32 4.8e-6 (AMX: bf16 activations on q8_0
+     *            and q4_k_m; a CPU without bf16 runs f32 GEMMs, as openblas) */
+    static const gemm_bounds backends[] = {
+        {"native", {{"bf16", 0.985, 2e-4}, {"q8_0", 0.88, 0.009}, {"q4_k_m", 0.38, 0.45}}},
+        {"openblas", {{"bf16", 0.985, 2e-4}, {"q8_0", 0.92, 0.0065}, {"q4_k_m", 0.38, 0.45}}},
+        {"onednn", {{"bf16", 0.985, 2e-4}, {"q8_0", 0.92, 0.0065}, {"q4_k_m", 0.38, 0.45}}},
+    };
+    for (size_t b = 0; b < sizeof backends / sizeof backends[0]; b++) {
+        gemm_backend id;
+        g2_error why;
+        cr_assert_eq(gemm_backend_parse(backends[b].name, &id), 0);
+        if (gemm_backend_available(id, &why)) {
+            cr_log_warn("skipping --gemm %s: %s", backends[b].name, why.msg);
+            continue;
+        }
+        char extra[128], tag[64];
+        snprintf(gguf, sizeof gguf, "%s/f32.gguf", dir);
+        snprintf(extra, sizeof extra, "--gemm %s --incremental --kv-type f32 --batch 37", backends[b].name);
+        snprintf(tag, sizeof tag, "f32-%s", backends[b].name);
+        logits_table f32 = our_logits(dir, gguf, tokens, tag, extra);
+        comparison c = compare(&f32, &ref);
+        printf("oracle gemm %s f32: max_rel_diff %.3g incremental %.3g\n", backends[b].name, c.max_rel_diff,
+               f32.incremental_diff);
+        cr_expect_lt(c.max_rel_diff, 1e-4, "--gemm %s: f32 logits differ from the oracle by %.3g", backends[b].name,
+                     c.max_rel_diff);
+        cr_expect(f32.incremental_diff >= 0 && f32.incremental_diff < 1e-4 * 50, "--gemm %s: incremental vs batch %.3g",
+                  backends[b].name, f32.incremental_diff);
+        cr_expect_eq(c.top1_agreement, 1.0, "--gemm %s: f32 top-1 %.4f", backends[b].name, c.top1_agreement);
+        free(f32.logits);
+        for (size_t i = 0; i < 3; i++) {
+            const quantized_bound *q = &backends[b].bounds[i];
+            snprintf(gguf, sizeof gguf, "%s/%s.gguf", dir, q->type);
+            snprintf(extra, sizeof extra, "--gemm %s", backends[b].name);
+            snprintf(tag, sizeof tag, "%s-%s", q->type, backends[b].name);
+            logits_table got = our_logits(dir, gguf, tokens, tag, extra);
+            comparison cq = compare(&got, &ref);
+            printf("oracle gemm %s %s: top1 %.4f mean_kl %.3g\n", backends[b].name, q->type, cq.top1_agreement,
+                   cq.mean_kl);
+            cr_expect_geq(cq.top1_agreement, q->min_top1, "--gemm %s %s: top-1 %.4f", backends[b].name, q->type,
+                          cq.top1_agreement);
+            cr_expect_leq(cq.mean_kl, q->max_kl, "--gemm %s %s: mean KL %.3g", backends[b].name, q->type, cq.mean_kl);
+            free(got.logits);
+        }
+    }
+    free(ref.logits);
     free(dir);
 }
