@@ -144,13 +144,16 @@ SIMD_ALWAYS_INLINE void simd_q4_k_scales(const uint8_t packed[K_SCALE_SIZE], uin
  *             size_t xcb, float *y, size_t ys) */
 #define SIMD_ROW_CHUNK 16
 
-#define SIMD_DEFINE_DRIVERS(NAME, TILE)                                                                      \
+#define SIMD_DEFINE_DRIVERS(NAME, TILE) SIMD_DEFINE_MATVEC(NAME, TILE) SIMD_DEFINE_MATMUL(NAME, TILE)
+/* The matvec alone, for kernels whose matmul has a driver of its own. */
+#define SIMD_DEFINE_MATVEC(NAME, TILE)                                                                       \
     static void NAME##_matvec(int64_t n, int64_t nrows, const void *w, size_t wrb, const void *x, float *y) {  \
         const uint8_t *wp = (const uint8_t *)w;                                                              \
         int64_t r = 0;                                                                                       \
         for (; r + 4 <= nrows; r += 4) TILE(4, 1, n, wp + (size_t)r * wrb, wrb, (const uint8_t *)x, 0, y + r, 0); \
         for (; r < nrows; r++) TILE(1, 1, n, wp + (size_t)r * wrb, wrb, (const uint8_t *)x, 0, y + r, 0);      \
-    }                                                                                                        \
+    }
+#define SIMD_DEFINE_MATMUL(NAME, TILE)                                                                       \
     static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
                               size_t xcb, float *y, size_t ys) {                                             \
         const uint8_t *wp = (const uint8_t *)w, *xp = (const uint8_t *)x;                                    \
