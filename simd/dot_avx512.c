@@ -702,6 +702,26 @@ SIMD_DEFINE_DRIVERS(f32, f32_tile)
 SIMD_DEFINE_DRIVERS(f16, f16_tile)
 SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
 
+/* ---- the peak int8 rate (bench): each accumulator feeds its own next step ----------------------- */
+
+SIMD_ALWAYS_INLINE uint64_t int8_peak(const bool vnni, uint64_t iterations) {
+    __m512i acc[SIMD_PEAK_CHAINS];
+    const __m512i s = _mm512_set1_epi8(1), ones16 = _mm512_set1_epi16(1);
+    SIMD_PEAK_UNROLL for (int k = 0; k < SIMD_PEAK_CHAINS; k++) acc[k] = _mm512_set1_epi32(k);
+    for (uint64_t i = 0; i < iterations; i++)
+        SIMD_PEAK_UNROLL for (int k = 0; k < SIMD_PEAK_CHAINS; k++) acc[k] = vnni ? dot4(true, acc[k], acc[k], s)
+            : _mm512_add_epi32(acc[k], _mm512_madd_epi16(_mm512_maddubs_epi16(acc[k], s), ones16));
+    __m512i sum = acc[0];
+    for (int k = 1; k < SIMD_PEAK_CHAINS; k++) sum = _mm512_add_epi32(sum, acc[k]);
+    volatile int32_t sink = _mm512_cvtsi512_si32(sum); /* the chains' results are used */
+    (void)sink;
+    return iterations * SIMD_PEAK_CHAINS * 64 * 2;
+}
+static uint64_t int8_peak_plain(uint64_t iterations) { return int8_peak(false, iterations); }
+#if defined(SIMD_AVX512_HAS_VNNI)
+static uint64_t int8_peak_vnni(uint64_t iterations) { return int8_peak(true, iterations); }
+#endif
+
 #define TABLE(NAME, NEEDS, V)                                                                                \
     {                                                                                                        \
         .name = NAME SIMD_AVX512_SUFFIX, .needs = (NEEDS), .quantize_q8_0 = simd_quantize_q8_0_avx512,       \
@@ -719,7 +739,7 @@ SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
                 [SIMD_TYPE_F16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f16),                        \
                 [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16),                      \
             },                                                                                               \
-        SIMD_VECMATH_ROW(avx512),                                                                            \
+        SIMD_VECMATH_ROW(avx512), .int8_peak = int8_peak_##V,                                                \
     }
 
 static const simd_kernels table_plain = TABLE("avx512", SIMD_AVX512_NEEDS, plain);

@@ -14,6 +14,9 @@
 #define SIMD_ALWAYS_INLINE static inline __attribute__((always_inline))
 /* On the R / C loops of a tile: fully unrolled, the accumulators become registers. */
 #define SIMD_UNROLL _Pragma("GCC unroll 4")
+/* The int8 peak loops: 12 accumulators, enough independent chains to cover the latency. */
+#define SIMD_PEAK_CHAINS 12
+#define SIMD_PEAK_UNROLL _Pragma("GCC unroll 12")
 
 /* Weight rows are read once. The kernels prefetch the same place in the next tile's rows (R
  * rows on) as they go: far enough ahead that the lines arrive while this tile computes.

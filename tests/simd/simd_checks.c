@@ -1,6 +1,7 @@
 /* The kernel checks (see simd_checks.h). Plain C: built into the Criterion binary (through
  * tests/test_simd.c) and into the standalone driver of the SIMDe and aarch64 builds. */
 #include "simd_checks.h"
+#include "../../simd/simd_internal.h" /* SIMD_PEAK_CHAINS */
 
 #include <float.h>
 #include <math.h>
@@ -552,6 +553,15 @@ static void check_table(const simd_kernels *k, check_log *log) {
         if (!t || !rt) continue;
         CHECK(log, t->act_type == rt->act_type && t->block == rt->block && t->quantize && t->matmul,
               "%s: type %u's entry differs from the reference", k->name, id);
+    }
+    /* the bench's peak loop: present, and its op count is linear in the steps, 2 ops per
+     * multiply-add of 12 accumulators of a whole number of int8 lanes */
+    CHECK(log, k->int8_peak != NULL, "%s: int8_peak loop missing", k->name);
+    if (k->int8_peak) {
+        uint64_t one = k->int8_peak(100), two = k->int8_peak(200);
+        CHECK(log, one > 0 && one % (100 * SIMD_PEAK_CHAINS * 2) == 0 && two == 2 * one,
+              "%s: int8_peak counts %llu ops for 100 steps, %llu for 200", k->name, (unsigned long long)one,
+              (unsigned long long)two);
     }
 }
 
