@@ -438,6 +438,11 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int
  *     128-bit lane per column: 8 bsum pairs against the row's 8 mins in one VPMADDWD);
  *   - Q6_K: the weights go signed (q - 32) and x unsigned (x + 128), so the offset becomes a
  *     correction of the row alone, 128 sum sc (q - 32), which starts each column's sum.
+ *   - Q4_K / Q5_K with VNNI: VPDPBUSD takes the products, two per lane of the same sub-block
+ *     (q <= 31, |x| <= 127: 8 products fit int16), so one VPDPWSSD applies the sub-block
+ *     scales to an int32 lane read as the int16 pair (value, sign) against (scale, 0): six
+ *     multiplies per column and super-block instead of eight. The weight planes are regrouped
+ *     for it once per row (2 VPERMT2Q per half), the activations once per call.
  * Rows are walked in chunks of KQ_ROW_CHUNK so a chunk's weights stay in L2 across the column
  * groups, and x in chunks of KQ_SB_CHUNK super-blocks (16 KB of stack for 8 columns). */
 #define KQ_COLS 8
@@ -448,6 +453,12 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int
 
 typedef enum { KQ_Q4_K, KQ_Q5_K, KQ_Q6_K } kq_kind;
 
+/* The paired layout's scales: even word 2i of half h takes sc[4h + i/4] (odd words are masked) */
+static const uint16_t spread_paired[2][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+};
+
 typedef struct {
     __m512i x[KQ_SB_CHUNK][KQ_COLS][4]; /* Q4_K/Q5_K: the planes' pairs; Q6_K: qs + 128 in order */
     __m512i bpairs[KQ_SB_CHUNK][KQ_COLS / 4]; /* Q4_K/Q5_K: 4 columns x 8 sub-block sums (int16) */
@@ -456,8 +467,18 @@ typedef struct {
 } kq_prep;
 
 /* Columns [0, cn) of x, super-blocks [sb0, sb0 + nsb); columns cn..C-1 read as zero. */
-SIMD_ALWAYS_INLINE void kq_prepare(const int C, const kq_kind kind, const uint8_t *x, size_t xcb, int cn, int64_t sb0,
-                                   int nsb, kq_prep *p) {
+/* x[16a..16a+15] | x[16b..] | x[16c..] | x[16d..] as one register */
+static inline __m512i load_x_quads(const int8_t *x, int a, int b, int c, int d) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(x + 16 * a)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + 16 * b)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + 16 * c)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + 16 * d)), 3);
+}
+
+/* The paired layout (Q4_K/Q5_K with VNNI): register 2h (h = half of the super-block) holds the
+ * first 16 elements of sub-blocks 4h..4h+3, register 2h+1 their last 16. */
+SIMD_ALWAYS_INLINE void kq_prepare(const int C, const kq_kind kind, const bool paired, const uint8_t *x, size_t xcb,
+                                   int cn, int64_t sb0, int nsb, kq_prep *p) {
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     for (int s = 0; s < nsb; s++) {
         int16_t bp[KQ_COLS][8];
@@ -473,6 +494,12 @@ SIMD_ALWAYS_INLINE void kq_prepare(const int C, const kq_kind kind, const uint8_
             if (kind == KQ_Q6_K) {
                 SIMD_UNROLL for (int q = 0; q < 4; q++)
                     p->x[s][c][q] = _mm512_xor_si512(_mm512_loadu_si512(xb->qs + 64 * q), bias);
+            } else if (paired) {
+                SIMD_UNROLL for (int h = 0; h < 2; h++) {
+                    p->x[s][c][2 * h] = load_x_quads(xb->qs + 128 * h, 0, 2, 4, 6);
+                    p->x[s][c][2 * h + 1] = load_x_quads(xb->qs + 128 * h, 1, 3, 5, 7);
+                }
+                for (int j = 0; j < 8; j++) bp[c][j] = (int16_t)(xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
             } else {
                 p->x[s][c][0] = load_x_pair(xb->qs, xb->qs + 64);
                 p->x[s][c][1] = load_x_pair(xb->qs + 32, xb->qs + 96);
@@ -503,6 +530,7 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const bool vnni,
     const size_t block_bytes = kind == KQ_Q6_K ? sizeof(block_q6_k) : kind == KQ_Q5_K ? sizeof(block_q5_k) : sizeof(block_q4_k);
     const __m512i low4 = _mm512_set1_epi8(15), bit4 = _mm512_set1_epi8(16), low2 = _mm512_set1_epi8(3);
     const __m512i bias = _mm512_set1_epi8((char)0x80), q6_offset = _mm512_set1_epi8(32);
+    const bool paired = vnni && kind != KQ_Q6_K;
     for (int s = 0; s < nsb; s++) {
         const uint8_t *blk = row + (size_t)(sb0 + s) * block_bytes;
         simd_prefetch_lines(blk + wrb, kind == KQ_Q6_K ? 4 : 3);
@@ -550,18 +578,42 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const bool vnni,
                 SIMD_UNROLL for (int q = 0; q < 4; q++)
                     planes[q] = _mm512_or_si512(planes[q], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, hbit[q]), bit4));
             }
-            SIMD_UNROLL for (int q = 0; q < 4; q++)
-                sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_k45[q]), _mm512_castsi256_si512(sm16));
+            if (paired) { /* planes (sb 0|2), (1|3) -> first halves of sb 0..3, second halves */
+                const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+                const __m512i second = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+                SIMD_UNROLL for (int h = 0; h < 2; h++) {
+                    __m512i a = planes[2 * h], b = planes[2 * h + 1];
+                    planes[2 * h] = _mm512_permutex2var_epi64(a, first, b);
+                    planes[2 * h + 1] = _mm512_permutex2var_epi64(a, second, b);
+                    /* int32 lane i: (scale of sub-block 4h + i/4, 0) as two int16 */
+                    sc[h] = _mm512_maskz_permutexvar_epi16(0x55555555, _mm512_loadu_si512(spread_paired[h]),
+                                                           _mm512_castsi256_si512(sm16));
+                }
+            } else {
+                SIMD_UNROLL for (int q = 0; q < 4; q++)
+                    sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_k45[q]), _mm512_castsi256_si512(sm16));
+            }
             dw = _mm512_set1_ps(half_f32(hdr->d));
             dmin = _mm512_set1_ps(half_f32(hdr->dmin));
         }
         __m512i isums[KQ_COLS];
         KQ_UNROLL for (int c = 0; c < C; c++) isums[c] = start;
-        /* plane by plane across the columns: 8 independent chains in flight, not one at a time */
-        SIMD_UNROLL for (int q = 0; q < 4; q++)
-            KQ_UNROLL for (int c = 0; c < C; c++)
-                isums[c] = kind == KQ_Q6_K ? scaled_pairs(vnni, isums[c], p->x[s][c][q], planes[q], sc[q])
-                                           : scaled_pairs(vnni, isums[c], planes[q], p->x[s][c][q], sc[q]);
+        if (paired) {
+#if defined(SIMD_AVX512_HAS_VNNI)
+            SIMD_UNROLL for (int h = 0; h < 2; h++)
+                KQ_UNROLL for (int c = 0; c < C; c++) {
+                    __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), planes[2 * h], p->x[s][c][2 * h]);
+                    t = _mm512_dpbusd_epi32(t, planes[2 * h + 1], p->x[s][c][2 * h + 1]);
+                    isums[c] = _mm512_dpwssd_epi32(isums[c], t, sc[h]);
+                }
+#endif
+        } else {
+            /* plane by plane across the columns: 8 independent chains in flight */
+            SIMD_UNROLL for (int q = 0; q < 4; q++)
+                KQ_UNROLL for (int c = 0; c < C; c++)
+                    isums[c] = kind == KQ_Q6_K ? scaled_pairs(vnni, isums[c], p->x[s][c][q], planes[q], sc[q])
+                                               : scaled_pairs(vnni, isums[c], planes[q], p->x[s][c][q], sc[q]);
+        }
         KQ_UNROLL for (int c = 0; c < C; c++) {
             __m512i isum = isums[c];
             /* (isum dx) dw: the multiply takes dx as a broadcast memory operand, no shuffle */
@@ -608,8 +660,9 @@ SIMD_ALWAYS_INLINE void kq_matmul(const kq_kind kind, const bool vnni, int64_t n
             }
             for (int64_t sb0 = 0; sb0 < nb; sb0 += KQ_SB_CHUNK) {
                 int nsb = nb - sb0 < KQ_SB_CHUNK ? (int)(nb - sb0) : KQ_SB_CHUNK;
-                if (cn > 4) kq_prepare(8, kind, xc, xcb, cn, sb0, nsb, &prep);
-                else kq_prepare(4, kind, xc, xcb, cn, sb0, nsb, &prep);
+                const bool paired = vnni && kind != KQ_Q6_K;
+                if (cn > 4) kq_prepare(8, kind, paired, xc, xcb, cn, sb0, nsb, &prep);
+                else kq_prepare(4, kind, paired, xc, xcb, cn, sb0, nsb, &prep);
                 for (int64_t r = r0; r < r1; r++) {
                     const uint8_t *row = wp + (size_t)r * wrb;
                     if (cn > 4) kq_row(8, kind, vnni, row, sb0, nsb, &prep, cn, yc + r, ys, sb0 > 0, wrb);
@@ -713,7 +766,7 @@ SIMD_ALWAYS_INLINE uint64_t int8_peak(const bool vnni, uint64_t iterations) {
             : _mm512_add_epi32(acc[k], _mm512_madd_epi16(_mm512_maddubs_epi16(acc[k], s), ones16));
     __m512i sum = acc[0];
     for (int k = 1; k < SIMD_PEAK_CHAINS; k++) sum = _mm512_add_epi32(sum, acc[k]);
-    volatile int32_t sink = _mm512_cvtsi512_si32(sum); /* the chains' results are used */
+    volatile int32_t sink = _mm_cvtsi128_si32(_mm512_castsi512_si128(sum)); /* the chains' results are used */
     (void)sink;
     return iterations * SIMD_PEAK_CHAINS * 64 * 2;
 }
