@@ -207,9 +207,13 @@ SIMD_ALWAYS_INLINE void nibble_matmul(const nibble_kind kind, int64_t n, int64_t
     static void NAME##_matvec(int64_t n, int64_t nrows, const void *w, size_t wrb, const void *x, float *y) {     \
         nibble_matvec(KIND, n, nrows, w, wrb, x, y);                                                             \
     }                                                                                                            \
+    static void NAME##_matmul_block(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols,         \
+                                    const void *x, size_t xcb, float *y, size_t ys) {                          \
+        nibble_matmul(KIND, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                             \
+    }                                                                                                            \
     static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
                               size_t xcb, float *y, size_t ys) {                                                 \
-        nibble_matmul(KIND, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                             \
+        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);        \
     }
 NIBBLE_DRIVERS(q4_0, K_Q4_0)
 NIBBLE_DRIVERS(q4_1, K_Q4_1)

@@ -266,9 +266,13 @@ SIMD_ALWAYS_INLINE void block32_matmul(const block32_kind kind, const bool vnni,
     static void NAME##_matvec(int64_t n, int64_t nrows, const void *w, size_t wrb, const void *x, float *y) {     \
         block32_matvec(KIND, V, n, nrows, w, wrb, x, y);                                                         \
     }                                                                                                            \
+    static void NAME##_matmul_block(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols,         \
+                                    const void *x, size_t xcb, float *y, size_t ys) {                          \
+        block32_matmul(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                         \
+    }                                                                                                            \
     static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
                               size_t xcb, float *y, size_t ys) {                                                 \
-        block32_matmul(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                         \
+        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);          \
     }
 
 /* ---- K-quants x Q8_K -------------------------------------------------------------------------- */
@@ -387,12 +391,28 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
  * the top two bits come from qh[32h + l] at bits 2k, which a per-half variable shift brings
  * down. Each 16-byte lane is one 16-weight sub-block with its int8 scale. The -32 offset is
  * folded in once per super-block as 32 * sum_g scale[g] * bsums[g]. */
-SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int64_t n, const uint8_t *w, size_t wrb, const uint8_t *x,
-                                  size_t xcb, float *y, size_t ys) {
-    TILE_BEGIN
+/* A Q6_K super-block's four 6-bit planes (unsigned, in element order) and its 16 int8 scales
+ * spread over the planes' int16 lanes (sc16: the scales as int16, for the offset). */
+SIMD_ALWAYS_INLINE void q6_k_decode(const block_q6_k *wb, __m512i z[4], __m512i sc[4], __m256i *sc16) {
     const __m512i low4 = _mm512_set1_epi8(15), low2 = _mm512_set1_epi8(3);
     const __m512i shift_lo = simd_join256_si(_mm256_setzero_si256(), _mm256_set1_epi16(2));
     const __m512i shift_hi = simd_join256_si(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
+    *sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
+    SIMD_UNROLL for (int q = 0; q < 4; q++)
+        sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_q6[q]), _mm512_castsi256_si512(*sc16));
+    SIMD_UNROLL for (int h = 0; h < 2; h++) {
+        __m512i ql = _mm512_loadu_si512(wb->ql + 64 * h);
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h)));
+        z[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                   _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_lo), low2), 4));
+        z[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_hi), low2), 4));
+    }
+}
+
+SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int64_t n, const uint8_t *w, size_t wrb, const uint8_t *x,
+                                  size_t xcb, float *y, size_t ys) {
+    TILE_BEGIN
     for (int64_t ib = 0; ib < n / QK_K; ib++) {
         const block_q8_k *xb[4];
         __m256i bs[4];
@@ -403,18 +423,9 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int
         SIMD_UNROLL for (int r = 0; r < R; r++) {
             const block_q6_k *wb = (const block_q6_k *)(w + r * wrb) + ib;
             simd_prefetch_lines((const char *)wb + (size_t)R * wrb, 4);
-            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
-            __m512i sc[4];
-            SIMD_UNROLL for (int q = 0; q < 4; q++) sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_q6[q]), _mm512_castsi256_si512(sc16));
-            __m512i z[4];
-            SIMD_UNROLL for (int h = 0; h < 2; h++) {
-                __m512i ql = _mm512_loadu_si512(wb->ql + 64 * h);
-                __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h)));
-                z[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4),
-                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_lo), low2), 4));
-                z[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
-                                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_hi), low2), 4));
-            }
+            __m256i sc16;
+            __m512i sc[4], z[4];
+            q6_k_decode(wb, z, sc, &sc16);
             float d = half_f32(wb->d);
             SIMD_UNROLL for (int c = 0; c < C; c++) {
                 __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs[c]), 5);
@@ -528,7 +539,7 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const bool vnni,
     KQ_UNROLL for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
     SIMD_UNROLL for (int g = 0; g < (C + 3) / 4; g++) accm[g] = _mm512_setzero_ps();
     const size_t block_bytes = kind == KQ_Q6_K ? sizeof(block_q6_k) : kind == KQ_Q5_K ? sizeof(block_q5_k) : sizeof(block_q4_k);
-    const __m512i low4 = _mm512_set1_epi8(15), bit4 = _mm512_set1_epi8(16), low2 = _mm512_set1_epi8(3);
+    const __m512i low4 = _mm512_set1_epi8(15), bit4 = _mm512_set1_epi8(16);
     const __m512i bias = _mm512_set1_epi8((char)0x80), q6_offset = _mm512_set1_epi8(32);
     const bool paired = vnni && kind != KQ_Q6_K;
     for (int s = 0; s < nsb; s++) {
@@ -539,19 +550,8 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const bool vnni,
         __m512i m16x4 = _mm512_setzero_si512();
         if (kind == KQ_Q6_K) {
             const block_q6_k *wb = (const block_q6_k *)blk;
-            const __m512i shift_lo = simd_join256_si(_mm256_setzero_si256(), _mm256_set1_epi16(2));
-            const __m512i shift_hi = simd_join256_si(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
-            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
-            SIMD_UNROLL for (int q = 0; q < 4; q++)
-                sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_q6[q]), _mm512_castsi256_si512(sc16));
-            SIMD_UNROLL for (int h = 0; h < 2; h++) {
-                __m512i ql = _mm512_loadu_si512(wb->ql + 64 * h);
-                __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h)));
-                planes[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4),
-                                                _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_lo), low2), 4));
-                planes[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
-                                                    _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_hi), low2), 4));
-            }
+            __m256i sc16;
+            q6_k_decode(wb, planes, sc, &sc16);
             /* signed weights q - 32; each column's sum starts at -128 sum sc (q - 32) */
             SIMD_UNROLL for (int q = 0; q < 4; q++) {
                 planes[q] = _mm512_sub_epi8(planes[q], q6_offset);
