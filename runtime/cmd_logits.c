@@ -24,7 +24,7 @@ static void logits_usage(FILE *out) {
             "                       print '# incremental_vs_batch_max_abs_diff X'\n"
             "  --kv-type T          KV cache type: f16 (default), f32, bf16\n"
             "  --ctx N              context positions to allocate (default: the number of tokens)\n"
-            "  --batch N            tokens per forward chunk (default 64)\n"
+            "  --batch N            tokens per forward chunk (default 512)\n"
             "  -t, --threads N      threads (default: all cores)\n");
 }
 

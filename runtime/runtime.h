@@ -77,7 +77,7 @@ typedef struct {
     uint32_t n_ctx;     /* KV positions allocated (0: 4096 or the model's maximum if smaller) */
     kv_cache_type kv_type;
     int n_threads;      /* 0: all cores */
-    uint32_t max_batch; /* tokens per forward chunk (0: 64) */
+    uint32_t max_batch; /* tokens per forward chunk (0: 512) */
 } grok_context_params;
 
 typedef struct grok_context grok_context;
