@@ -16,7 +16,12 @@ static void bench_usage(FILE *out) {
             "Measures prompt processing (pp) and generation (tg) in tokens/s on random token ids,\n"
             "the bytes of weights read per generated token, the memory read bandwidth of this\n"
             "machine (measured in the same run) and the bandwidth yield: tg tokens/s x bytes per\n"
-            "token / read bandwidth (1.0 = decode at the memory-bandwidth limit).\n\n"
+            "token / read bandwidth (1.0 = decode at the memory-bandwidth limit). For pp also the\n"
+            "int8 op rate: 2 ops (multiply, add) x the quantized weights each prompt token goes\n"
+            "through (attention and dense MLP matrices, the experts it is routed to; the lm_head\n"
+            "once, for the last token; not the attention scores nor float weights) x tokens / time,\n"
+            "and its fraction of the machine's peak int8 rate, measured in the same run: the\n"
+            "kernels' int8 multiply-add instruction in a register-only loop on every thread.\n\n"
             "  -m, --model FILE   GGUF model\n"
             "  -p N               prompt tokens per pp run (default 512; 0 skips pp)\n"
             "  -n N               generated tokens per tg run (default 128; 0 skips tg)\n"
@@ -85,6 +90,27 @@ typedef struct {
     double mean, stddev;
 } stat;
 
+/* Weights of w that the int8 kernels take (rows x cols), 0 when its type has none (float weights
+ * or a type decoded row by row). */
+static double int8_weights(const weight_matrix *w) {
+    const simd_type_kernels *t = simd_type_kernels_get(simd_kernels_get(), w->type);
+    return t && t->act_type != SIMD_TYPE_F32 ? (double)w->rows * (double)w->cols : 0;
+}
+
+/* Int8 multiply-adds of a prompt of n tokens: every layer's matrices and n_expert_used experts
+ * per token; the lm_head once (only the last token's logits are computed). */
+static double prompt_int8_macs(const grok_model *m, uint32_t n) {
+    double per_token = 0;
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        const grok_layer *L = &m->layers[l];
+        const weight_matrix *dense[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &L->router};
+        for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++) per_token += int8_weights(dense[i]);
+        per_token += m->hp.n_expert_used * (int8_weights(&L->gate_exps) + int8_weights(&L->up_exps) +
+                                            int8_weights(&L->down_exps));
+    }
+    return per_token * n + int8_weights(&m->output);
+}
+
 static stat stats(const double *x, uint32_t n) {
     double mean = 0, var = 0;
     for (uint32_t i = 0; i < n; i++) mean += x[i] / n;
@@ -133,6 +159,7 @@ int cmd_bench(int argc, char **argv) {
     /* the same pool measures the bandwidth that the decode is judged against */
     thread_pool *pool = thread_pool_new(o.ctx.n_threads);
     double bandwidth = pool ? measure_read_bandwidth(pool, (size_t)1 << 30, 3) : 0;
+    double int8_peak = pool && o.prompt ? bench_int8_peak(pool, simd_kernels_get()) / 1e9 : 0; /* G/s */
     int threads = pool ? thread_pool_size(pool) : 0;
     thread_pool_free(pool);
     if (o.depth && grok_eval(ctx, tokens, o.depth, 0, logits, false, &err)) goto done;
@@ -153,18 +180,27 @@ int cmd_bench(int argc, char **argv) {
     stat spp = stats(pp, o.repetitions), stg = stats(tg, o.repetitions);
     double per_token = grok_model_bytes_per_token(model);
     double yield = bandwidth > 0 ? stg.mean * per_token / (bandwidth * 1e9) : 0;
+    /* pp's int8 rate from its mean time per run */
+    double pp_int8 = spp.mean > 0 ? 2 * prompt_int8_macs(model, o.prompt) * spp.mean / o.prompt / 1e9 : 0;
+    double pp_fraction = int8_peak > 0 ? pp_int8 / int8_peak : 0;
     if (o.json) {
         printf("{\"model\": \"%s\", \"threads\": %d, \"depth\": %u, \"kv_type\": \"%s\", \"pp_tokens\": %u, "
                "\"pp_tokens_per_s\": %.3f, \"pp_stddev\": %.3f, \"tg_tokens\": %u, \"tg_tokens_per_s\": %.3f, "
                "\"tg_stddev\": %.3f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbps\": %.3f, "
-               "\"bandwidth_yield\": %.4f, \"repetitions\": %u}\n",
+               "\"bandwidth_yield\": %.4f, \"pp_int8_gops\": %.1f, \"int8_peak_gops\": %.1f, "
+               "\"pp_int8_fraction_of_peak\": %.4f, \"kernels\": \"%s\", \"repetitions\": %u}\n",
                o.model, threads, o.depth, kv_cache_type_name(o.ctx.kv_type), o.prompt, spp.mean, spp.stddev,
-               o.generate, stg.mean, stg.stddev, per_token, bandwidth, yield, o.repetitions);
+               o.generate, stg.mean, stg.stddev, per_token, bandwidth, yield, pp_int8, int8_peak, pp_fraction,
+               simd_kernels_get()->name, o.repetitions);
     } else {
         printf("model            %s\n", o.model);
         printf("threads          %d, depth %u, KV cache %s, %u repetitions\n", threads, o.depth,
                kv_cache_type_name(o.ctx.kv_type), o.repetitions);
-        if (o.prompt) printf("pp%-5u          %10.2f +- %.2f tokens/s\n", o.prompt, spp.mean, spp.stddev);
+        if (o.prompt) {
+            printf("pp%-5u          %10.2f +- %.2f tokens/s\n", o.prompt, spp.mean, spp.stddev);
+            printf("pp int8 rate     %10.1f G/s = %.3f of the int8 peak (%.1f G/s, %s, %d threads)\n", pp_int8,
+                   pp_fraction, int8_peak, simd_kernels_get()->name, threads);
+        }
         if (o.generate) printf("tg%-5u          %10.2f +- %.2f tokens/s\n", o.generate, stg.mean, stg.stddev);
         printf("read per token   %10.3f GB of weights\n", per_token / 1e9);
         printf("read bandwidth   %10.2f GB/s (measured now, %d threads)\n", bandwidth, threads);

@@ -175,6 +175,49 @@ static void job_matvec(bench_pool *pool, int t) {
     }
 }
 
+/* ---- the peak int8 rate: the table's register-only loop on every thread at once ----------------- */
+
+typedef struct {
+    const simd_kernels *kernels;
+    uint64_t iterations, ops[256];
+} peak_job;
+
+static void peak_task(void *arg, int64_t task, int thread) {
+    (void)thread;
+    peak_job *job = arg;
+    job->ops[task & 255] = job->kernels->int8_peak(job->iterations);
+}
+
+/* One run of the loop on `tasks` threads at once: its int8 ops per second; *seconds: its wall time. */
+static double peak_run(thread_pool *pool, peak_job *job, int tasks, double *seconds) {
+    double t0 = now_seconds();
+    thread_pool_run(pool, peak_task, job, tasks);
+    *seconds = now_seconds() - t0;
+    uint64_t ops = 0;
+    for (int t = 0; t < tasks && t < 256; t++) ops += job->ops[t];
+    return *seconds > 0 ? (double)ops / *seconds : 0;
+}
+
+/* The best of 3 runs of about 0.1 s each on `tasks` threads (at most the pool's size). */
+static double int8_peak_on(thread_pool *pool, const simd_kernels *k, int tasks) {
+    if (!k->int8_peak) return 0;
+    peak_job job = {.kernels = k, .iterations = 1000};
+    double seconds = 0, rate = peak_run(pool, &job, tasks, &seconds);
+    for (int grow = 0; grow < 6 && seconds < 0.05; grow++) {
+        job.iterations *= seconds > 1e-4 ? (uint64_t)(0.1 / seconds) + 1 : 64;
+        rate = peak_run(pool, &job, tasks, &seconds);
+    }
+    for (int r = 0; r < 2; r++) {
+        double again = peak_run(pool, &job, tasks, &seconds);
+        if (again > rate) rate = again;
+    }
+    return rate;
+}
+
+double bench_int8_peak(thread_pool *pool, const simd_kernels *k) {
+    return int8_peak_on(pool, k, thread_pool_size(pool));
+}
+
 /* ---- measuring -------------------------------------------------------------------------------- */
 
 static double best_time(bench_pool *pool, bench_job job, int active, int reps) {
@@ -189,6 +232,7 @@ static double best_time(bench_pool *pool, bench_job job, int active, int reps) {
 typedef struct {
     char name[32];
     double gbps_one, gbps_all;
+    double gops_one, gops_all; /* int8 ops/s (2 per weight and column); 0 for float weights */
 } bench_row;
 
 static void usage(const char *cmd) {
@@ -196,7 +240,9 @@ static void usage(const char *cmd) {
             "usage: %s --kernels [--mb N] [--threads N] [--isa NAME] [--reps N] [--batch N]\n"
             "       [--rows-per-call N] [--json]\n"
             "  GB/s of weights per kernel (matvec, and matmul on --batch columns, default 8) with one\n"
-            "  thread and with all threads, next to the read bandwidth measured in the same run.\n"
+            "  thread and with all threads, next to the read bandwidth measured in the same run; and\n"
+            "  the int8 ops/s of the integer kernels against the peak int8 rate measured the same way\n"
+            "  (the table's int8 multiply-add instruction in a register-only loop on every thread).\n"
             "  --mb: matrix size (default max(256, 2 x last-level cache)); --isa: kernels to use;\n"
             "  --rows-per-call: call the kernels on this many rows at a time (default: a thread's\n"
             "  whole share), as a caller splitting rows into small tasks would.\n",
@@ -286,6 +332,8 @@ int bench_kernels(int argc, char **argv) {
     pool_run(&pool, job_read, (int)threads); /* warm up */
     double read_one = (double)bytes / best_time(&pool, job_read, 1, (int)reps) / 1e9;
     double read_all = (double)bytes / best_time(&pool, job_read, (int)threads, (int)reps) / 1e9;
+    double peak_one = int8_peak_on(pool.threads, k, 1) / 1e9;
+    double peak_all = int8_peak_on(pool.threads, k, (int)threads) / 1e9;
 
     bench_row rows[2 * N_BENCH_TYPES];
     int nrows_out = 0;
@@ -310,8 +358,13 @@ int bench_kernels(int argc, char **argv) {
                 snprintf(row->name, sizeof row->name, "%s matvec", bt->name);
             else
                 snprintf(row->name, sizeof row->name, "%s matmul x%ld", bt->name, batch);
-            row->gbps_one = weights / best_time(&pool, job_matvec, 1, (int)reps) / 1e9;
-            row->gbps_all = weights / best_time(&pool, job_matvec, (int)threads, (int)reps) / 1e9;
+            double t_one = best_time(&pool, job_matvec, 1, (int)reps);
+            double t_all = best_time(&pool, job_matvec, (int)threads, (int)reps);
+            row->gbps_one = weights / t_one / 1e9;
+            row->gbps_all = weights / t_all / 1e9;
+            double ops = tk->act_type == SIMD_TYPE_F32 ? 0 : 2.0 * (double)pool.nrows * BENCH_COLS * pool.ncols;
+            row->gops_one = ops / t_one / 1e9;
+            row->gops_all = ops / t_all / 1e9;
         }
     }
 
@@ -321,12 +374,18 @@ int bench_kernels(int argc, char **argv) {
         printf("{\"isa\": \"%s\", \"threads\": %ld, \"matrix_mib\": %zu, \"columns\": %d, \"llc_bytes\": %ld, "
                "\"rows_per_call\": %ld,\n",
                k->name, threads, bytes >> 20, BENCH_COLS, llc, rows_per_call);
-        printf(" \"read_gbps\": {\"one_thread\": %.2f, \"all_threads\": %.2f},\n \"kernels\": [\n", read_one, read_all);
+        printf(" \"read_gbps\": {\"one_thread\": %.2f, \"all_threads\": %.2f},\n", read_one, read_all);
+        printf(" \"int8_peak_gops\": {\"one_thread\": %.1f, \"all_threads\": %.1f},\n \"kernels\": [\n", peak_one,
+               peak_all);
         for (int i = 0; i < nrows_out; i++)
             printf("  {\"kernel\": \"%s\", \"gbps_one_thread\": %.2f, \"gbps_all_threads\": %.2f, "
-                   "\"fraction_of_read_one\": %.3f, \"fraction_of_read_all\": %.3f}%s\n",
+                   "\"fraction_of_read_one\": %.3f, \"fraction_of_read_all\": %.3f, \"int8_gops_one_thread\": %.1f, "
+                   "\"int8_gops_all_threads\": %.1f, \"fraction_of_int8_peak_one\": %.3f, "
+                   "\"fraction_of_int8_peak_all\": %.3f}%s\n",
                    rows[i].name, rows[i].gbps_one, rows[i].gbps_all, rows[i].gbps_one / read_one,
-                   rows[i].gbps_all / read_all, i + 1 < nrows_out ? "," : "");
+                   rows[i].gbps_all / read_all, rows[i].gops_one, rows[i].gops_all,
+                   peak_one > 0 ? rows[i].gops_one / peak_one : 0, peak_all > 0 ? rows[i].gops_all / peak_all : 0,
+                   i + 1 < nrows_out ? "," : "");
         printf(" ]}\n");
     } else {
         printf("%s\n", cpu_line);
@@ -334,12 +393,22 @@ int bench_kernels(int argc, char **argv) {
                threads, bytes >> 20, llc > 0 ? llc >> 20 : -1, BENCH_COLS, reps);
         if (rows_per_call > 0) printf(", %ld rows per call", rows_per_call);
         printf("\n\n");
-        printf("%-18s %12s %12s %10s %10s\n", "kernel", "1 thr GB/s", "all GB/s", "1 thr/rd", "all/rd");
+        printf("%-18s %12s %12s %10s %10s %12s %9s\n", "kernel", "1 thr GB/s", "all GB/s", "1 thr/rd", "all/rd",
+               "all int8 G/s", "all/peak");
         printf("%-18s %12.2f %12.2f %10s %10s\n", "memory read", read_one, read_all, "1.00", "1.00");
-        for (int i = 0; i < nrows_out; i++)
-            printf("%-18s %12.2f %12.2f %10.2f %10.2f\n", rows[i].name, rows[i].gbps_one, rows[i].gbps_all,
+        printf("%-18s %12s %12s %10s %10s %12.1f %9s\n", "int8 peak", "", "", "", "", peak_all, "1.00");
+        for (int i = 0; i < nrows_out; i++) {
+            printf("%-18s %12.2f %12.2f %10.2f %10.2f", rows[i].name, rows[i].gbps_one, rows[i].gbps_all,
                    rows[i].gbps_one / read_one, rows[i].gbps_all / read_all);
+            if (rows[i].gops_all > 0 && peak_all > 0)
+                printf(" %12.1f %9.3f\n", rows[i].gops_all, rows[i].gops_all / peak_all);
+            else
+                printf(" %12s %9s\n", "-", "-");
+        }
         printf("\nmatmul xN: GB/s of weights, each weight used for N columns (prefill; compute-bound)\n");
+        printf("int8 G/s: 2 ops per weight and column (a multiply and an add) per second; int8 peak: %s's\n"
+               "int8 multiply-add loop in registers on every thread at once (%.1f G/s on one thread)\n",
+               k->name, peak_one);
     }
     thread_pool_free(pool.threads);
     free(x);

@@ -26,7 +26,7 @@ static void logits_usage(FILE *out) {
             "  --gemm NAME          prefill matmuls: auto (default: the CPU's best), native,\n"
             "                       openblas, onednn (batches only; decode is always native)\n"
             "  --ctx N              context positions to allocate (default: the number of tokens)\n"
-            "  --batch N            tokens per forward chunk (default 64)\n"
+            "  --batch N            tokens per forward chunk (default 512)\n"
             "  -t, --threads N      threads (default: all cores)\n");
     fputs(memory_flags_help, out);
 }

@@ -632,7 +632,7 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
         free(ctx);
         return g2_fail(err, "context %u exceeds the model's %u positions", params->n_ctx, hp->n_ctx_train);
     }
-    ctx->max_batch = params->max_batch ? params->max_batch : 64;
+    ctx->max_batch = params->max_batch ? params->max_batch : 512;
     ctx->kv_type = params->kv_type;
     ctx->kv_elem = ctx->kv_type == KV_F32 ? 4 : 2;
     if (make_pool(ctx, params, err) ||

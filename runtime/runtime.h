@@ -166,7 +166,7 @@ typedef struct {
     uint32_t n_ctx;     /* KV positions allocated (0: 4096 or the model's maximum if smaller) */
     kv_cache_type kv_type;
     int n_threads;      /* 0: all cores */
-    uint32_t max_batch; /* tokens per forward chunk (0: 64) */
+    uint32_t max_batch; /* tokens per forward chunk (0: 512) */
     numa_mode numa;     /* auto: shard when there is more than one node, else off */
     uint32_t threads_per_node; /* shard: threads in each node's group (0: its CPUs, or -t split evenly) */
     bool no_mmap;       /* copy the weights into (node-local) memory instead of reading the mapping */

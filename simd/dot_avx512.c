@@ -266,9 +266,13 @@ SIMD_ALWAYS_INLINE void block32_matmul(const block32_kind kind, const bool vnni,
     static void NAME##_matvec(int64_t n, int64_t nrows, const void *w, size_t wrb, const void *x, float *y) {     \
         block32_matvec(KIND, V, n, nrows, w, wrb, x, y);                                                         \
     }                                                                                                            \
+    static void NAME##_matmul_block(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols,         \
+                                    const void *x, size_t xcb, float *y, size_t ys) {                          \
+        block32_matmul(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                         \
+    }                                                                                                            \
     static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
                               size_t xcb, float *y, size_t ys) {                                                 \
-        block32_matmul(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                         \
+        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);          \
     }
 
 /* ---- K-quants x Q8_K -------------------------------------------------------------------------- */
@@ -387,12 +391,28 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
  * the top two bits come from qh[32h + l] at bits 2k, which a per-half variable shift brings
  * down. Each 16-byte lane is one 16-weight sub-block with its int8 scale. The -32 offset is
  * folded in once per super-block as 32 * sum_g scale[g] * bsums[g]. */
-SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int64_t n, const uint8_t *w, size_t wrb, const uint8_t *x,
-                                  size_t xcb, float *y, size_t ys) {
-    TILE_BEGIN
+/* A Q6_K super-block's four 6-bit planes (unsigned, in element order) and its 16 int8 scales
+ * spread over the planes' int16 lanes (sc16: the scales as int16, for the offset). */
+SIMD_ALWAYS_INLINE void q6_k_decode(const block_q6_k *wb, __m512i z[4], __m512i sc[4], __m256i *sc16) {
     const __m512i low4 = _mm512_set1_epi8(15), low2 = _mm512_set1_epi8(3);
     const __m512i shift_lo = simd_join256_si(_mm256_setzero_si256(), _mm256_set1_epi16(2));
     const __m512i shift_hi = simd_join256_si(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
+    *sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
+    SIMD_UNROLL for (int q = 0; q < 4; q++)
+        sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_q6[q]), _mm512_castsi256_si512(*sc16));
+    SIMD_UNROLL for (int h = 0; h < 2; h++) {
+        __m512i ql = _mm512_loadu_si512(wb->ql + 64 * h);
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h)));
+        z[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                   _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_lo), low2), 4));
+        z[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                       _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_hi), low2), 4));
+    }
+}
+
+SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int64_t n, const uint8_t *w, size_t wrb, const uint8_t *x,
+                                  size_t xcb, float *y, size_t ys) {
+    TILE_BEGIN
     for (int64_t ib = 0; ib < n / QK_K; ib++) {
         const block_q8_k *xb[4];
         __m256i bs[4];
@@ -403,18 +423,9 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int
         SIMD_UNROLL for (int r = 0; r < R; r++) {
             const block_q6_k *wb = (const block_q6_k *)(w + r * wrb) + ib;
             simd_prefetch_lines((const char *)wb + (size_t)R * wrb, 4);
-            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
-            __m512i sc[4];
-            SIMD_UNROLL for (int q = 0; q < 4; q++) sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_q6[q]), _mm512_castsi256_si512(sc16));
-            __m512i z[4];
-            SIMD_UNROLL for (int h = 0; h < 2; h++) {
-                __m512i ql = _mm512_loadu_si512(wb->ql + 64 * h);
-                __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h)));
-                z[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low4),
-                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_lo), low2), 4));
-                z[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
-                                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift_hi), low2), 4));
-            }
+            __m256i sc16;
+            __m512i sc[4], z[4];
+            q6_k_decode(wb, z, sc, &sc16);
             float d = half_f32(wb->d);
             SIMD_UNROLL for (int c = 0; c < C; c++) {
                 __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs[c]), 5);
@@ -427,6 +438,248 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int
     }
     TILE_END
 }
+
+/* ---- K-quants x Q8_K, small batches (prefill): one row against up to 8 prepared columns --------- */
+/* The matvec tiles above pay, per row and column, for loading and joining x, the mins or the
+ * -32 offset, and a decode shared by only 4 columns; at a batch that is what bounds them. Here
+ * each column's activations are laid out once per call in the planes' order (one load each),
+ * a row's super-block is decoded once for 8 columns, and per column and super-block only the
+ * four VPMADDUBSW + VPDPWSSD pairs and one convert-scale-add remain:
+ *   - Q4_K / Q5_K: the mins term dmin dx sum_j m[j] bsum_j is taken for 4 columns at once (one
+ *     128-bit lane per column: 8 bsum pairs against the row's 8 mins in one VPMADDWD);
+ *   - Q6_K: the weights go signed (q - 32) and x unsigned (x + 128), so the offset becomes a
+ *     correction of the row alone, 128 sum sc (q - 32), which starts each column's sum.
+ *   - Q4_K / Q5_K with VNNI: VPDPBUSD takes the products, two per lane of the same sub-block
+ *     (q <= 31, |x| <= 127: 8 products fit int16), so one VPDPWSSD applies the sub-block
+ *     scales to an int32 lane read as the int16 pair (value, sign) against (scale, 0): six
+ *     multiplies per column and super-block instead of eight. The weight planes are regrouped
+ *     for it once per row (2 VPERMT2Q per half), the activations once per call.
+ * Rows are walked in chunks of KQ_ROW_CHUNK so a chunk's weights stay in L2 across the column
+ * groups, and x in chunks of KQ_SB_CHUNK super-blocks (16 KB of stack for 8 columns). */
+#define KQ_COLS 8
+#define KQ_SB_CHUNK 8
+#define KQ_ROW_CHUNK 64
+#define KQ_COL_BLOCK 64 /* columns per pass over all rows: their x (<= 600 KB at n = 8192) stays in L2 */
+#define KQ_UNROLL _Pragma("GCC unroll 8") /* the column loops: accumulators in registers */
+
+typedef enum { KQ_Q4_K, KQ_Q5_K, KQ_Q6_K } kq_kind;
+
+/* The paired layout's scales: even word 2i of half h takes sc[4h + i/4] (odd words are masked) */
+static const uint16_t spread_paired[2][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+};
+
+typedef struct {
+    __m512i x[KQ_SB_CHUNK][KQ_COLS][4]; /* Q4_K/Q5_K: the planes' pairs; Q6_K: qs + 128 in order */
+    __m512i bpairs[KQ_SB_CHUNK][KQ_COLS / 4]; /* Q4_K/Q5_K: 4 columns x 8 sub-block sums (int16) */
+    __m512 dx4[KQ_SB_CHUNK][KQ_COLS / 4];     /* each column's dx over its 4 lanes */
+    float dx[KQ_SB_CHUNK][KQ_COLS];
+} kq_prep;
+
+/* Columns [0, cn) of x, super-blocks [sb0, sb0 + nsb); columns cn..C-1 read as zero. */
+/* x[16a..16a+15] | x[16b..] | x[16c..] | x[16d..] as one register */
+static inline __m512i load_x_quads(const int8_t *x, int a, int b, int c, int d) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(x + 16 * a)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + 16 * b)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + 16 * c)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + 16 * d)), 3);
+}
+
+/* The paired layout (Q4_K/Q5_K with VNNI): register 2h (h = half of the super-block) holds the
+ * first 16 elements of sub-blocks 4h..4h+3, register 2h+1 their last 16. */
+SIMD_ALWAYS_INLINE void kq_prepare(const int C, const kq_kind kind, const bool paired, const uint8_t *x, size_t xcb,
+                                   int cn, int64_t sb0, int nsb, kq_prep *p) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    for (int s = 0; s < nsb; s++) {
+        int16_t bp[KQ_COLS][8];
+        for (int c = 0; c < C; c++) {
+            if (c >= cn) {
+                SIMD_UNROLL for (int q = 0; q < 4; q++) p->x[s][c][q] = _mm512_setzero_si512();
+                p->dx[s][c] = 0;
+                memset(bp[c], 0, sizeof bp[c]);
+                continue;
+            }
+            const block_q8_k *xb = (const block_q8_k *)(x + (size_t)c * xcb) + sb0 + s;
+            p->dx[s][c] = xb->d;
+            if (kind == KQ_Q6_K) {
+                SIMD_UNROLL for (int q = 0; q < 4; q++)
+                    p->x[s][c][q] = _mm512_xor_si512(_mm512_loadu_si512(xb->qs + 64 * q), bias);
+            } else if (paired) {
+                SIMD_UNROLL for (int h = 0; h < 2; h++) {
+                    p->x[s][c][2 * h] = load_x_quads(xb->qs + 128 * h, 0, 2, 4, 6);
+                    p->x[s][c][2 * h + 1] = load_x_quads(xb->qs + 128 * h, 1, 3, 5, 7);
+                }
+                for (int j = 0; j < 8; j++) bp[c][j] = (int16_t)(xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
+            } else {
+                p->x[s][c][0] = load_x_pair(xb->qs, xb->qs + 64);
+                p->x[s][c][1] = load_x_pair(xb->qs + 32, xb->qs + 96);
+                p->x[s][c][2] = load_x_pair(xb->qs + 128, xb->qs + 192);
+                p->x[s][c][3] = load_x_pair(xb->qs + 160, xb->qs + 224);
+                for (int j = 0; j < 8; j++) bp[c][j] = (int16_t)(xb->bsums[2 * j] + xb->bsums[2 * j + 1]);
+            }
+        }
+        if (kind != KQ_Q6_K)
+            for (int g = 0; g < (C + 3) / 4; g++) {
+                float d4[16];
+                for (int l = 0; l < 16; l++) d4[l] = 4 * g + l / 4 < C ? p->dx[s][4 * g + l / 4] : 0.0f;
+                p->dx4[s][g] = _mm512_loadu_ps(d4);
+                int16_t b4[32] = {0};
+                for (int l = 0; l < 32 && 4 * g + l / 8 < C; l++) b4[l] = bp[4 * g + l / 8][l % 8];
+                p->bpairs[s][g] = _mm512_loadu_si512(b4);
+            }
+    }
+}
+
+/* One row (super-blocks sb0.. of the prepared chunk) against C prepared columns: y[c * ys] for
+ * c < cn is set, or added to when `add`. `next` is prefetched: the same place one row on. */
+SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const bool vnni, const uint8_t *row, int64_t sb0,
+                               int nsb, const kq_prep *p, int cn, float *y, size_t ys, bool add, size_t wrb) {
+    __m512 acc[KQ_COLS], accm[KQ_COLS / 4];
+    KQ_UNROLL for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
+    SIMD_UNROLL for (int g = 0; g < (C + 3) / 4; g++) accm[g] = _mm512_setzero_ps();
+    const size_t block_bytes = kind == KQ_Q6_K ? sizeof(block_q6_k) : kind == KQ_Q5_K ? sizeof(block_q5_k) : sizeof(block_q4_k);
+    const __m512i low4 = _mm512_set1_epi8(15), bit4 = _mm512_set1_epi8(16);
+    const __m512i bias = _mm512_set1_epi8((char)0x80), q6_offset = _mm512_set1_epi8(32);
+    const bool paired = vnni && kind != KQ_Q6_K;
+    for (int s = 0; s < nsb; s++) {
+        const uint8_t *blk = row + (size_t)(sb0 + s) * block_bytes;
+        simd_prefetch_lines(blk + wrb, kind == KQ_Q6_K ? 4 : 3);
+        __m512i planes[4], sc[4], start = _mm512_setzero_si512();
+        __m512 dw, dmin = _mm512_setzero_ps();
+        __m512i m16x4 = _mm512_setzero_si512();
+        if (kind == KQ_Q6_K) {
+            const block_q6_k *wb = (const block_q6_k *)blk;
+            __m256i sc16;
+            q6_k_decode(wb, planes, sc, &sc16);
+            /* signed weights q - 32; each column's sum starts at -128 sum sc (q - 32) */
+            SIMD_UNROLL for (int q = 0; q < 4; q++) {
+                planes[q] = _mm512_sub_epi8(planes[q], q6_offset);
+                start = scaled_pairs(vnni, start, bias, planes[q], sc[q]);
+            }
+            start = _mm512_sub_epi32(_mm512_setzero_si512(), start);
+            dw = _mm512_set1_ps(half_f32(wb->d));
+        } else {
+            const block_q4_k *hdr = (const block_q4_k *)blk; /* Q5_K shares d, dmin, scales */
+            __m256i sm16 = simd_k45_scales16(hdr->scales);
+            m16x4 = _mm512_broadcast_i32x4(_mm256_extracti128_si256(sm16, 1));
+            const uint8_t *qs = kind == KQ_Q5_K ? ((const block_q5_k *)blk)->qs : hdr->qs;
+            __m512i q0 = _mm512_loadu_si512(qs), q1 = _mm512_loadu_si512(qs + 64);
+            planes[0] = _mm512_and_si512(q0, low4);
+            planes[1] = _mm512_and_si512(_mm512_srli_epi16(q0, 4), low4);
+            planes[2] = _mm512_and_si512(q1, low4);
+            planes[3] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), low4);
+            if (kind == KQ_Q5_K) {
+                const __m512i hbit[4] = {simd_join256_si(_mm256_set1_epi8(1), _mm256_set1_epi8(4)),
+                                         simd_join256_si(_mm256_set1_epi8(2), _mm256_set1_epi8(8)),
+                                         simd_join256_si(_mm256_set1_epi8(16), _mm256_set1_epi8(64)),
+                                         simd_join256_si(_mm256_set1_epi8(32), _mm256_set1_epi8((char)128))};
+                __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh));
+                SIMD_UNROLL for (int q = 0; q < 4; q++)
+                    planes[q] = _mm512_or_si512(planes[q], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, hbit[q]), bit4));
+            }
+            if (paired) { /* planes (sb 0|2), (1|3) -> first halves of sb 0..3, second halves */
+                const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+                const __m512i second = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+                SIMD_UNROLL for (int h = 0; h < 2; h++) {
+                    __m512i a = planes[2 * h], b = planes[2 * h + 1];
+                    planes[2 * h] = _mm512_permutex2var_epi64(a, first, b);
+                    planes[2 * h + 1] = _mm512_permutex2var_epi64(a, second, b);
+                    /* int32 lane i: (scale of sub-block 4h + i/4, 0) as two int16 */
+                    sc[h] = _mm512_maskz_permutexvar_epi16(0x55555555, _mm512_loadu_si512(spread_paired[h]),
+                                                           _mm512_castsi256_si512(sm16));
+                }
+            } else {
+                SIMD_UNROLL for (int q = 0; q < 4; q++)
+                    sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_k45[q]), _mm512_castsi256_si512(sm16));
+            }
+            dw = _mm512_set1_ps(half_f32(hdr->d));
+            dmin = _mm512_set1_ps(half_f32(hdr->dmin));
+        }
+        __m512i isums[KQ_COLS];
+        KQ_UNROLL for (int c = 0; c < C; c++) isums[c] = start;
+        if (paired) {
+#if defined(SIMD_AVX512_HAS_VNNI)
+            SIMD_UNROLL for (int h = 0; h < 2; h++)
+                KQ_UNROLL for (int c = 0; c < C; c++) {
+                    __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), planes[2 * h], p->x[s][c][2 * h]);
+                    t = _mm512_dpbusd_epi32(t, planes[2 * h + 1], p->x[s][c][2 * h + 1]);
+                    isums[c] = _mm512_dpwssd_epi32(isums[c], t, sc[h]);
+                }
+#endif
+        } else {
+            /* plane by plane across the columns: 8 independent chains in flight */
+            SIMD_UNROLL for (int q = 0; q < 4; q++)
+                KQ_UNROLL for (int c = 0; c < C; c++)
+                    isums[c] = kind == KQ_Q6_K ? scaled_pairs(vnni, isums[c], p->x[s][c][q], planes[q], sc[q])
+                                               : scaled_pairs(vnni, isums[c], planes[q], p->x[s][c][q], sc[q]);
+        }
+        KQ_UNROLL for (int c = 0; c < C; c++) {
+            __m512i isum = isums[c];
+            /* (isum dx) dw: the multiply takes dx as a broadcast memory operand, no shuffle */
+            acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(p->dx[s][c])), dw, acc[c]);
+        }
+        if (kind != KQ_Q6_K)
+            SIMD_UNROLL for (int g = 0; g < (C + 3) / 4; g++) {
+                __m512 ms = _mm512_cvtepi32_ps(_mm512_madd_epi16(m16x4, p->bpairs[s][g]));
+                accm[g] = _mm512_fmadd_ps(ms, _mm512_mul_ps(dmin, p->dx4[s][g]), accm[g]);
+            }
+    }
+    float mins[KQ_COLS] = {0};
+    if (kind != KQ_Q6_K)
+        SIMD_UNROLL for (int g = 0; g < (C + 3) / 4; g++) {
+            float lanes[16];
+            _mm512_storeu_ps(lanes, accm[g]);
+            for (int l = 0; l < 4 && 4 * g + l < C; l++)
+                mins[4 * g + l] = (lanes[4 * l] + lanes[4 * l + 1]) + (lanes[4 * l + 2] + lanes[4 * l + 3]);
+        }
+    KQ_UNROLL for (int c = 0; c < C; c++) {
+        if (c >= cn) break;
+        float v = hsum(acc[c]) - mins[c];
+        y[c * ys] = add ? y[c * ys] + v : v;
+    }
+}
+
+SIMD_ALWAYS_INLINE void kq_matmul(const kq_kind kind, const bool vnni, int64_t n, int64_t nrows, const void *w, size_t wrb,
+                                  int64_t ncols, const void *x, size_t xcb, float *y, size_t ys,
+                                  simd_matvec_fn matvec) {
+    kq_prep prep;
+    const int64_t nb = n / QK_K;
+    const uint8_t *wp = (const uint8_t *)w, *xp = (const uint8_t *)x;
+    for (int64_t cb = 0; cb < ncols; cb += KQ_COL_BLOCK) {
+    int64_t cb1 = cb + KQ_COL_BLOCK < ncols ? cb + KQ_COL_BLOCK : ncols;
+    for (int64_t r0 = 0; r0 < nrows; r0 += KQ_ROW_CHUNK) {
+        int64_t r1 = r0 + KQ_ROW_CHUNK < nrows ? r0 + KQ_ROW_CHUNK : nrows;
+        for (int64_t c0 = cb; c0 < cb1; c0 += KQ_COLS) {
+            int cn = cb1 - c0 < KQ_COLS ? (int)(cb1 - c0) : KQ_COLS;
+            const uint8_t *xc = xp + (size_t)c0 * xcb;
+            float *yc = y + (size_t)c0 * ys;
+            if (cn == 1) { /* a lone column: the matvec's 4-row tiles */
+                matvec(n, r1 - r0, wp + (size_t)r0 * wrb, wrb, xc, yc + r0);
+                continue;
+            }
+            for (int64_t sb0 = 0; sb0 < nb; sb0 += KQ_SB_CHUNK) {
+                int nsb = nb - sb0 < KQ_SB_CHUNK ? (int)(nb - sb0) : KQ_SB_CHUNK;
+                const bool paired = vnni && kind != KQ_Q6_K;
+                if (cn > 4) kq_prepare(8, kind, paired, xc, xcb, cn, sb0, nsb, &prep);
+                else kq_prepare(4, kind, paired, xc, xcb, cn, sb0, nsb, &prep);
+                for (int64_t r = r0; r < r1; r++) {
+                    const uint8_t *row = wp + (size_t)r * wrb;
+                    if (cn > 4) kq_row(8, kind, vnni, row, sb0, nsb, &prep, cn, yc + r, ys, sb0 > 0, wrb);
+                    else kq_row(4, kind, vnni, row, sb0, nsb, &prep, cn, yc + r, ys, sb0 > 0, wrb);
+                }
+            }
+        }
+    }
+    }
+}
+
+#define KQ_DRIVERS(NAME, TILE, KIND, V)                                                                           \
+    SIMD_DEFINE_MATVEC(NAME, TILE)                                                                                \
+    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
+                              size_t xcb, float *y, size_t ys) {                                                 \
+        kq_matmul(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys, NAME##_matvec);                               \
+    }
 
 /* ---- float weights x F32 ------------------------------------------------------------------------- */
 
@@ -483,16 +736,16 @@ BLOCK32_DRIVERS(iq4_nl_vnni, K_IQ4_NL, true)
 #define q4_k_plain_tile(R, C, ...) k45_tile(R, C, false, false, __VA_ARGS__)
 #define q5_k_plain_tile(R, C, ...) k45_tile(R, C, true, false, __VA_ARGS__)
 #define q6_k_plain_tile(R, C, ...) q6_k_tile(R, C, false, __VA_ARGS__)
-SIMD_DEFINE_DRIVERS(q4_k_plain, q4_k_plain_tile)
-SIMD_DEFINE_DRIVERS(q5_k_plain, q5_k_plain_tile)
-SIMD_DEFINE_DRIVERS(q6_k_plain, q6_k_plain_tile)
+KQ_DRIVERS(q4_k_plain, q4_k_plain_tile, KQ_Q4_K, false)
+KQ_DRIVERS(q5_k_plain, q5_k_plain_tile, KQ_Q5_K, false)
+KQ_DRIVERS(q6_k_plain, q6_k_plain_tile, KQ_Q6_K, false)
 #if defined(SIMD_AVX512_HAS_VNNI)
 #define q4_k_vnni_tile(R, C, ...) k45_tile(R, C, false, true, __VA_ARGS__)
 #define q5_k_vnni_tile(R, C, ...) k45_tile(R, C, true, true, __VA_ARGS__)
 #define q6_k_vnni_tile(R, C, ...) q6_k_tile(R, C, true, __VA_ARGS__)
-SIMD_DEFINE_DRIVERS(q4_k_vnni, q4_k_vnni_tile)
-SIMD_DEFINE_DRIVERS(q5_k_vnni, q5_k_vnni_tile)
-SIMD_DEFINE_DRIVERS(q6_k_vnni, q6_k_vnni_tile)
+KQ_DRIVERS(q4_k_vnni, q4_k_vnni_tile, KQ_Q4_K, true)
+KQ_DRIVERS(q5_k_vnni, q5_k_vnni_tile, KQ_Q5_K, true)
+KQ_DRIVERS(q6_k_vnni, q6_k_vnni_tile, KQ_Q6_K, true)
 #endif
 
 #define f32_tile(R, C, ...) float_tile(R, C, W_F32, __VA_ARGS__)
@@ -501,6 +754,26 @@ SIMD_DEFINE_DRIVERS(q6_k_vnni, q6_k_vnni_tile)
 SIMD_DEFINE_DRIVERS(f32, f32_tile)
 SIMD_DEFINE_DRIVERS(f16, f16_tile)
 SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
+
+/* ---- the peak int8 rate (bench): each accumulator feeds its own next step ----------------------- */
+
+SIMD_ALWAYS_INLINE uint64_t int8_peak(const bool vnni, uint64_t iterations) {
+    __m512i acc[SIMD_PEAK_CHAINS];
+    const __m512i s = _mm512_set1_epi8(1), ones16 = _mm512_set1_epi16(1);
+    SIMD_PEAK_UNROLL for (int k = 0; k < SIMD_PEAK_CHAINS; k++) acc[k] = _mm512_set1_epi32(k);
+    for (uint64_t i = 0; i < iterations; i++)
+        SIMD_PEAK_UNROLL for (int k = 0; k < SIMD_PEAK_CHAINS; k++) acc[k] = vnni ? dot4(true, acc[k], acc[k], s)
+            : _mm512_add_epi32(acc[k], _mm512_madd_epi16(_mm512_maddubs_epi16(acc[k], s), ones16));
+    __m512i sum = acc[0];
+    for (int k = 1; k < SIMD_PEAK_CHAINS; k++) sum = _mm512_add_epi32(sum, acc[k]);
+    volatile int32_t sink = _mm_cvtsi128_si32(_mm512_castsi512_si128(sum)); /* the chains' results are used */
+    (void)sink;
+    return iterations * SIMD_PEAK_CHAINS * 64 * 2;
+}
+static uint64_t int8_peak_plain(uint64_t iterations) { return int8_peak(false, iterations); }
+#if defined(SIMD_AVX512_HAS_VNNI)
+static uint64_t int8_peak_vnni(uint64_t iterations) { return int8_peak(true, iterations); }
+#endif
 
 #define TABLE(NAME, NEEDS, V)                                                                                \
     {                                                                                                        \
@@ -519,7 +792,7 @@ SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
                 [SIMD_TYPE_F16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f16),                        \
                 [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16),                      \
             },                                                                                               \
-        SIMD_VECMATH_ROW(avx512),                                                                            \
+        SIMD_VECMATH_ROW(avx512), .int8_peak = int8_peak_##V,                                                \
     }
 
 static const simd_kernels table_plain = TABLE("avx512", SIMD_AVX512_NEEDS, plain);

@@ -298,6 +298,21 @@ SIMD_DEFINE_DRIVERS(f32, f32_tile)
 SIMD_DEFINE_DRIVERS(f16, f16_tile)
 SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
 
+/* ---- the peak int8 rate (bench): each accumulator feeds its own next step ----------------------- */
+
+static uint64_t int8_peak_neon(uint64_t iterations) {
+    int32x4_t acc[SIMD_PEAK_CHAINS];
+    const int8x16_t s = vdupq_n_s8(1);
+    SIMD_PEAK_UNROLL for (int k = 0; k < SIMD_PEAK_CHAINS; k++) acc[k] = vdupq_n_s32(k);
+    for (uint64_t i = 0; i < iterations; i++)
+        SIMD_PEAK_UNROLL for (int k = 0; k < SIMD_PEAK_CHAINS; k++) acc[k] = dot_s8(acc[k], vreinterpretq_s8_s32(acc[k]), s);
+    int32x4_t sum = acc[0];
+    for (int k = 1; k < SIMD_PEAK_CHAINS; k++) sum = vaddq_s32(sum, acc[k]);
+    volatile int32_t sink = vgetq_lane_s32(sum, 0); /* the chains' results are used */
+    (void)sink;
+    return iterations * SIMD_PEAK_CHAINS * 16 * 2;
+}
+
 static const simd_kernels table = {
     .name = SIMD_NEON_DOTPROD ? "neondot" : "neon",
     .needs = SIMD_CPU_NEON | (SIMD_NEON_DOTPROD ? SIMD_CPU_DOTPROD : 0),
@@ -317,6 +332,7 @@ static const simd_kernels table = {
             [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16),
         },
     SIMD_VECMATH_ROW(neon),
+    .int8_peak = int8_peak_neon,
 };
 
 #if SIMD_NEON_DOTPROD

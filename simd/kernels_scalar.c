@@ -229,6 +229,22 @@ SCALAR_DRIVERS(bf16)
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
+/* ---- the peak int8 rate (bench): one multiply-add of int8 values per step and accumulator ------ */
+
+static uint64_t int8_peak_scalar(uint64_t iterations) {
+    int32_t acc[SIMD_PEAK_CHAINS];
+    volatile int8_t factor = 3; /* not a constant: a real multiply, not a shift and add */
+    const int8_t m = factor;
+    for (int k = 0; k < SIMD_PEAK_CHAINS; k++) acc[k] = k;
+    for (uint64_t i = 0; i < iterations; i++)
+        SIMD_PEAK_UNROLL for (int k = 0; k < SIMD_PEAK_CHAINS; k++) acc[k] += (int8_t)acc[k] * m;
+    int32_t sum = 0;
+    for (int k = 0; k < SIMD_PEAK_CHAINS; k++) sum += acc[k];
+    volatile int32_t sink = sum; /* the chains' results are used */
+    (void)sink;
+    return iterations * SIMD_PEAK_CHAINS * 2;
+}
+
 SIMD_DECLARE_VECMATH(scalar)
 
 static const simd_kernels table = {
@@ -250,6 +266,7 @@ static const simd_kernels table = {
             [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16),
         },
     SIMD_VECMATH_ROW(scalar),
+    .int8_peak = int8_peak_scalar,
 };
 
 const simd_kernels *simd_table_scalar(void) { return &table; }

@@ -205,6 +205,11 @@ typedef struct simd_kernels {
     void (*softmax)(float *x, int64_t n); /* in place, max-subtracted, sum in double */
     /* y = x / sqrt(mean(x^2) + eps) * w, the mean in double (w: n gains) */
     void (*rmsnorm)(const float *x, const float *w, float *y, int64_t n, float eps);
+    /* For `grok2 bench`: `iterations` steps of a register-only loop of the int8 multiply-add the
+     * table's integer kernels are built on (VPDPBUSD; VPMADDUBSW + VPMADDWD + VPADDD; SDOT;
+     * SMULL + SADALP; a C multiply-add), 12 independent accumulators per step. Returns the int8
+     * operations done, 2 per multiply-add: timed on every thread, the machine's peak int8 rate. */
+    uint64_t (*int8_peak)(uint64_t iterations);
 } simd_kernels;
 
 /* Stated maximum errors of the vector math against libm in double (every ISA, checked):
@@ -298,5 +303,9 @@ int simd_describe(char *buf, size_t size);
  * memory read bandwidth measured in the same run. argv[0] is the command name. Returns the
  * process exit code. */
 int bench_kernels(int argc, char **argv);
+/* The peak int8 rate of table k, ops/s: its int8_peak loop on every thread of pool at once,
+ * best of 3 runs of about 0.1 s (0 when k has no loop). Defined in runtime/cmd_bench_kernels.c. */
+struct thread_pool;
+double bench_int8_peak(struct thread_pool *pool, const simd_kernels *k);
 
 #endif

@@ -2,12 +2,15 @@
  * neon / neondot where the CPU has them) against the scalar reference and an exact oracle;
  * the scalar reference against quant/; the dispatch. The same checks run under SIMDe and
  * qemu-aarch64 through tests/simd/main.c (make simd-test). */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "../quant/quant.h"
 #include "../simd/simd.h"
 #include "../simd/simd_internal.h"
+#include "harness.h"
 
 /* The checks are compiled into this file because the Makefile builds only tests/test_*.c into
  * grok2-tests; the standalone driver links tests/simd/simd_checks.c itself. */
@@ -263,3 +266,62 @@ Test(simd_dispatch, x86_detection_agrees_with_gcc_builtin) {
     cr_expect_eq(!!(cpu.features & SIMD_CPU_AVX512VNNI), !!__builtin_cpu_supports("avx512vnni"));
 }
 #endif
+
+/* ---- the bench's int8 figures: present and consistent with each other (no speed asserted) ---- */
+
+static double json_number(const cJSON *o, const char *name) {
+    const cJSON *v = cJSON_GetObjectItem(o, name);
+    cr_assert(cJSON_IsNumber(v), "no number %s in the JSON", name);
+    return v->valuedouble;
+}
+
+Test(simd_bench, kernels_json_gives_int8_rates_and_their_fraction_of_the_peak) {
+    harness_result r = harness_run("%s bench --kernels --json --mb 4 --reps 1 --threads 1 --batch 3", harness_grok2());
+    cr_assert_eq(r.status, 0, "bench --kernels: %s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert_not_null(j, "not JSON: %s", r.out);
+    double peak = json_number(cJSON_GetObjectItem(j, "int8_peak_gops"), "all_threads");
+    cr_expect_gt(peak, 0);
+    const cJSON *kernel;
+    int integer = 0;
+    cJSON_ArrayForEach(kernel, cJSON_GetObjectItem(j, "kernels")) {
+        const char *name = cJSON_GetObjectItem(kernel, "kernel")->valuestring;
+        double gops = json_number(kernel, "int8_gops_all_threads"), fraction = json_number(kernel, "fraction_of_int8_peak_all");
+        bool is_float = name[0] == 'f' || name[0] == 'b'; /* f32, f16, bf16 */
+        if (is_float) {
+            cr_expect_eq(gops, 0, "%s: float weights have no int8 rate", name);
+        } else {
+            integer++;
+            cr_expect_gt(gops, 0, "%s", name);
+            /* the JSON rounds G/s to 0.1 and the fraction to 0.001 */
+            double rounding = 0.0005 + 0.05 / peak + 0.05 * gops / (peak * peak) + 1e-6;
+            cr_expect_leq(fabs(fraction - gops / peak), rounding, "%s: fraction %.3f != %.1f / %.1f", name, fraction,
+                          gops, peak);
+        }
+    }
+    cr_expect_geq(integer, 14, "matvec and matmul of the 7 integer types");
+    cJSON_Delete(j);
+    harness_result_free(&r);
+}
+
+Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
+    char *dir = harness_tmpdir("bench");
+    char model[600];
+    snprintf(model, sizeof model, "%s/tiny-q8_0.gguf", dir);
+    harness_result r = harness_run("%s synth tiny --gguf q8_0 -o %s --seed 3", harness_grok2(), model);
+    cr_assert_eq(r.status, 0, "synth: %s", r.err);
+    harness_result_free(&r);
+    r = harness_run("%s bench -m %s -p 8 -n 2 -r 1 -t 1 --json", harness_grok2(), model);
+    cr_assert_eq(r.status, 0, "bench: %s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert_not_null(j, "not JSON: %s", r.out);
+    double rate = json_number(j, "pp_int8_gops"), peak = json_number(j, "int8_peak_gops");
+    double fraction = json_number(j, "pp_int8_fraction_of_peak");
+    cr_expect_gt(rate, 0);
+    cr_expect_gt(peak, 0); /* no speed is asserted: only that the figures are there and agree */
+    double rounding = 0.00005 + 0.05 / peak + 0.05 * rate / (peak * peak) + 1e-6; /* %.4f and %.1f in the JSON */
+    cr_expect_leq(fabs(fraction - rate / peak), rounding, "fraction %.4f != %.1f / %.1f", fraction, rate, peak);
+    cJSON_Delete(j);
+    harness_result_free(&r);
+    free(dir);
+}

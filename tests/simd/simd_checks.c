@@ -1,6 +1,7 @@
 /* The kernel checks (see simd_checks.h). Plain C: built into the Criterion binary (through
  * tests/test_simd.c) and into the standalone driver of the SIMDe and aarch64 builds. */
 #include "simd_checks.h"
+#include "../../simd/simd_internal.h" /* SIMD_PEAK_CHAINS */
 
 #include <float.h>
 #include <math.h>
@@ -371,8 +372,8 @@ static void check_quantize_q8_k(const simd_kernels *k, check_log *log) { check_q
 
 /* ---- dots: matvec and matmul against the exact oracle ------------------------------------------ */
 
-#define MAX_ROWS 18 /* > SIMD_ROW_CHUNK (16): the matmul row chunking is exercised */
-#define MAX_COLS 9
+#define MAX_ROWS 66 /* > 64, a multiple of the kernels' row chunks, + 2: the row chunking is exercised */
+#define MAX_COLS 19 /* two groups of 8 columns + 3: the column groups and a padded last group */
 #define SENTINEL 1234.5f
 
 typedef struct {
@@ -450,13 +451,23 @@ static void check_one_matvec(const simd_kernels *k, const dot_case *dc, int nrow
         CHECK(log, y[r] == SENTINEL, "%s %s matvec nrows=%d wrote past its rows (y[%d])", k->name, dc->t->name, nrows, r);
 }
 
-static void check_one_matmul(const simd_kernels *k, const dot_case *dc, int nrows, int ncols, const char *what,
-                             check_log *log) {
+/* x_gap: the columns are copied x_gap bytes apart beyond their size (a stride that is not the
+ * column size and columns off their cache-line alignment; a multiple of 4, the blocks' own
+ * alignment, which the kernels may assume). */
+static void check_one_matmul(const simd_kernels *k, const dot_case *dc, int nrows, int ncols, size_t x_gap,
+                             const char *what, check_log *log) {
     const simd_type_kernels *tk = simd_type_kernels_get(k, dc->t->type);
     size_t ys = (size_t)nrows + 3; /* a gap between columns must stay untouched */
     float y[(MAX_ROWS + 3) * MAX_COLS];
     for (size_t i = 0; i < sizeof y / sizeof y[0]; i++) y[i] = SENTINEL;
-    tk->matmul(dc->n, nrows, dc->w, dc->wrb, ncols, dc->x, dc->xcb, y, ys);
+    size_t xcb = dc->xcb + x_gap;
+    uint8_t *x = dc->x;
+    if (x_gap) {
+        x = xmalloc(xcb * (size_t)ncols);
+        for (int c = 0; c < ncols; c++) memcpy(x + (size_t)c * xcb, dc->x + (size_t)c * dc->xcb, dc->xcb);
+    }
+    tk->matmul(dc->n, nrows, dc->w, dc->wrb, ncols, x, xcb, y, ys);
+    if (x_gap) free(x);
     for (int c = 0; c < MAX_COLS; c++)
         for (size_t r = 0; r < ys; r++) {
             float v = y[c * ys + r];
@@ -476,10 +487,11 @@ static void check_dot_type(const simd_kernels *k, check_log *log, uint32_t type)
     dot_case dc = {.t = info_of(type), .act_type = tk->act_type};
     int64_t b = dc.t->block;
     /* one block, a few (odd, for kernels that pair blocks), many; for the 32-blocks also more
-     * than the kernels lay out at once (256 blocks per matvec pass, 64 per matmul pass), so the
-     * passes that add to y run; float rows with tails */
+     * than the kernels lay out at once (256 blocks per matvec pass, 64 per matmul pass; 8
+     * super-blocks for the K-quants' matmul), so the passes that add to y run; float rows with
+     * tails */
     int64_t shapes[4] = {b, 3 * b, 33 * b, 301 * b};
-    if (b == 256) shapes[2] = 5 * b, shapes[3] = 0;
+    if (b == 256) shapes[2] = 5 * b, shapes[3] = 17 * b; /* 17: past the 8 super-blocks laid out at once */
     if (b == 1) shapes[0] = 1, shapes[1] = 15, shapes[2] = 33, shapes[3] = 517;
     check_rng rng = {0x1234567ULL + type};
     for (int s = 0; s < 4 && shapes[s]; s++) {
@@ -501,12 +513,14 @@ static void check_dot_type(const simd_kernels *k, check_log *log, uint32_t type)
             dot_case_prepare(&dc, ref, wmode, xmode, &rng);
             if (combo == 0) {
                 for (int nrows = 1; nrows <= 9; nrows++) check_one_matvec(k, &dc, nrows, nrows % MAX_COLS, what, log);
-                for (int ncols = 1; ncols <= MAX_COLS; ncols++) check_one_matmul(k, &dc, 5, ncols, what, log);
+                for (int ncols = 1; ncols <= MAX_COLS; ncols++) check_one_matmul(k, &dc, 5, ncols, 0, what, log);
+                check_one_matmul(k, &dc, 3, 11, 36, what, log); /* strided columns, off cache lines */
                 check_one_matvec(k, &dc, MAX_ROWS, 0, what, log);
             } else {
                 check_one_matvec(k, &dc, 7, combo % MAX_COLS, what, log); /* 4 + 3 */
             }
-            check_one_matmul(k, &dc, MAX_ROWS, 7, what, log); /* 4 + 3 columns, 16 + 2 rows */
+            check_one_matmul(k, &dc, MAX_ROWS, 7, 0, what, log); /* 4 + 3 columns, 64 + 2 rows */
+            check_one_matmul(k, &dc, MAX_ROWS, MAX_COLS, 0, what, log); /* every column group */
         }
         free(dc.w);
         free(dc.x);
@@ -540,6 +554,15 @@ static void check_table(const simd_kernels *k, check_log *log) {
         if (!t || !rt) continue;
         CHECK(log, t->act_type == rt->act_type && t->block == rt->block && t->quantize && t->matmul,
               "%s: type %u's entry differs from the reference", k->name, id);
+    }
+    /* the bench's peak loop: present, and its op count is linear in the steps, 2 ops per
+     * multiply-add of 12 accumulators of a whole number of int8 lanes */
+    CHECK(log, k->int8_peak != NULL, "%s: int8_peak loop missing", k->name);
+    if (k->int8_peak) {
+        uint64_t one = k->int8_peak(100), two = k->int8_peak(200);
+        CHECK(log, one > 0 && one % (100 * SIMD_PEAK_CHAINS * 2) == 0 && two == 2 * one,
+              "%s: int8_peak counts %llu ops for 100 steps, %llu for 200", k->name, (unsigned long long)one,
+              (unsigned long long)two);
     }
 }
 
