@@ -143,6 +143,13 @@ int cmd_bench(int argc, char **argv) {
         g2_fail(&err, "depth + tokens = %u exceeds the model's context of %u", need, model->hp.n_ctx_train);
         goto done;
     }
+    /* as many threads as the context's measure the bandwidth the decode is judged against; made
+     * first, because a sharded context pins this thread and new threads inherit its CPUs */
+    thread_pool *pool = thread_pool_new(o.ctx.n_threads);
+    double bandwidth = pool ? measure_read_bandwidth(pool, (size_t)1 << 30, 3) : 0;
+    double int8_peak = pool && o.prompt ? bench_int8_peak(pool, simd_kernels_get()) / 1e9 : 0; /* G/s */
+    int threads = pool ? thread_pool_size(pool) : 0;
+    thread_pool_free(pool);
     if (grok_context_new(&ctx, model, &o.ctx, &err)) goto done;
     uint32_t vocab = model->hp.n_vocab, n_tokens = need > 0 ? need : 1;
     tokens = malloc(n_tokens * sizeof *tokens);
@@ -156,12 +163,6 @@ int cmd_bench(int argc, char **argv) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         tokens[i] = (int32_t)((seed >> 33) % vocab);
     }
-    /* the same pool measures the bandwidth that the decode is judged against */
-    thread_pool *pool = thread_pool_new(o.ctx.n_threads);
-    double bandwidth = pool ? measure_read_bandwidth(pool, (size_t)1 << 30, 3) : 0;
-    double int8_peak = pool && o.prompt ? bench_int8_peak(pool, simd_kernels_get()) / 1e9 : 0; /* G/s */
-    int threads = pool ? thread_pool_size(pool) : 0;
-    thread_pool_free(pool);
     if (o.depth && grok_eval(ctx, tokens, o.depth, 0, logits, false, &err)) goto done;
     if (o.generate && grok_eval(ctx, tokens + o.depth, 1, o.depth, logits, false, &err)) goto done; /* warm-up */
     for (uint32_t r = 0; r < o.repetitions; r++) {
@@ -196,6 +197,9 @@ int cmd_bench(int argc, char **argv) {
         printf("model            %s\n", o.model);
         printf("threads          %d, depth %u, KV cache %s, %u repetitions\n", threads, o.depth,
                kv_cache_type_name(o.ctx.kv_type), o.repetitions);
+        char numa[2048];
+        grok_context_numa_report(ctx, true, numa, sizeof numa);
+        printf("%s\n", numa);
         if (o.prompt) {
             printf("pp%-5u          %10.2f +- %.2f tokens/s\n", o.prompt, spp.mean, spp.stddev);
             printf("pp int8 rate     %10.1f G/s = %.3f of the int8 peak (%.1f G/s, %s, %d threads)\n", pp_int8,

@@ -23,7 +23,8 @@ int thread_pool_size(const thread_pool *pool);
 void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_tasks);
 /* Threads in groups (one per NUMA node): threads_per_group[g] >= 1 threads each, pinned to
  * group_cpus[g] when group_cpus is not NULL (the caller, thread 0 of group 0, too). Thread
- * indices are group-major. NULL if a thread cannot be had. */
+ * indices are group-major. NULL if a thread cannot be had. The caller stays on group 0's CPUs
+ * until thread_pool_free gives its own back; threads it starts meanwhile inherit them. */
 #define POOL_MAX_GROUPS 16
 thread_pool *thread_pool_new_groups(int n_groups, const int *threads_per_group, const cpu_set_t *group_cpus);
 int thread_pool_groups(const thread_pool *pool);
