@@ -134,6 +134,9 @@ bench: $(BIN)
 	$(BIN) bench --kernels
 	@for t in q4_k_m q4_0; do for d in 0 2048; do \
 	  $(BIN) bench -m $(BENCH_DIR)/mini-$$t.gguf $(BENCH_ARGS) --depth $$d || exit 1; done; done
+	@# the sharded path on two pretend nodes against one unsharded group (README, "NUMA")
+	@for mode in off shard off shard; do \
+	  GROK2_FAKE_NUMA=2 $(BIN) bench -m $(BENCH_DIR)/mini-q4_k_m.gguf -p 0 -n 64 -r 4 --numa $$mode || exit 1; done
 
 # expert streaming from a file larger than the memory allowed (a memory cgroup; needs root):
 # mini with LAYERS layers, decoded once per --prefetch mode, see bench/mmap_cgroup.sh
