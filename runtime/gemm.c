@@ -320,7 +320,17 @@ typedef struct {
     bool bf16;
     dnnl_memory_desc_t scratch_md; /* its scratchpad (user-managed: one buffer per thread) */
     size_t scratch_bytes;
+    /* src, weights, dst, scratchpad: made with the primitive, so a call only points them at its
+     * buffers (dnnl_memory_set_data_handle) and the token loop creates nothing */
+    dnnl_memory_t mem[4];
 } cached_primitive;
+
+static void cached_primitive_destroy(cached_primitive *c) {
+    for (int i = 0; i < 4; i++)
+        if (c->mem[i]) dnnl_memory_destroy(c->mem[i]);
+    if (c->prim) dnnl_primitive_destroy(c->prim);
+    *c = (cached_primitive){0};
+}
 #endif
 
 typedef struct {
@@ -376,7 +386,7 @@ void gemm_free(gemm_state *g) {
         free(th->out);
 #ifdef GROK2_ONEDNN
         for (int i = 0; th->cache && i < CACHE_SLOTS; i++)
-            if (th->cache[i].prim) dnnl_primitive_destroy(th->cache[i].prim);
+            cached_primitive_destroy(&th->cache[i]);
         free(th->cache);
         free(th->scratch);
 #endif
@@ -521,14 +531,25 @@ static bool onednn_primitive(gemm_state *g, gemm_thread *th, int64_t m, int64_t 
         dnnl_primitive_desc_create(&pd, &desc, g->attr, g->engine, NULL) != dnnl_success ||
         dnnl_primitive_create(&prim, pd) != dnnl_success)
         prim = NULL;
-    *out = (cached_primitive){prim, m, n, k, bf16, {0}, 0};
+    *out = (cached_primitive){prim, m, n, k, bf16, {0}, 0, {NULL, NULL, NULL, NULL}};
     if (prim) {
         out->scratch_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
         out->scratch_bytes = dnnl_memory_desc_get_size(&out->scratch_md);
+        bool ok = true;
         if (out->scratch_bytes > th->scratch_bytes) { /* once per new shape, not per call */
             void *grown = realloc(th->scratch, out->scratch_bytes);
             if (grown) th->scratch = grown, th->scratch_bytes = out->scratch_bytes;
-            else dnnl_primitive_destroy(prim), prim = out->prim = NULL;
+            else ok = false;
+        }
+        /* DNNL_MEMORY_NONE: no buffer yet, onednn_run points them at each call's */
+        ok = ok && dnnl_memory_create(&out->mem[0], &src_md, g->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+             dnnl_memory_create(&out->mem[1], &w_md, g->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+             dnnl_memory_create(&out->mem[2], &dst_md, g->engine, DNNL_MEMORY_NONE) == dnnl_success &&
+             (!out->scratch_bytes ||
+              dnnl_memory_create(&out->mem[3], &out->scratch_md, g->engine, DNNL_MEMORY_NONE) == dnnl_success);
+        if (!ok) {
+            cached_primitive_destroy(out);
+            prim = NULL;
         }
     }
     if (pd) dnnl_primitive_desc_destroy(pd);
@@ -539,27 +560,14 @@ static bool onednn_primitive(gemm_state *g, gemm_thread *th, int64_t m, int64_t 
 }
 
 static bool onednn_run(gemm_state *g, gemm_thread *th, const cached_primitive *p, const void *x, const void *w) {
-    dnnl_data_type_t in = p->bf16 ? dnnl_bf16 : dnnl_f32;
-    dnnl_memory_desc_t src_md, w_md, dst_md;
-    dnnl_dims_t src_dims = {p->m, p->k}, src_strides = {p->k, 1}, w_dims = {p->k, p->n}, w_strides = {1, p->k};
-    dnnl_dims_t dst_dims = {p->m, p->n}, dst_strides = {p->n, 1};
-    dnnl_memory_desc_init_by_strides(&src_md, 2, src_dims, in, src_strides);
-    dnnl_memory_desc_init_by_strides(&w_md, 2, w_dims, in, w_strides);
-    dnnl_memory_desc_init_by_strides(&dst_md, 2, dst_dims, dnnl_f32, dst_strides);
-    dnnl_memory_t mem[4] = {NULL, NULL, NULL, NULL};
-    bool ok = dnnl_memory_create(&mem[0], &src_md, g->engine, (void *)x) == dnnl_success &&
-              dnnl_memory_create(&mem[1], &w_md, g->engine, (void *)w) == dnnl_success &&
-              dnnl_memory_create(&mem[2], &dst_md, g->engine, th->out) == dnnl_success &&
-              (!p->scratch_bytes ||
-               dnnl_memory_create(&mem[3], &p->scratch_md, g->engine, th->scratch) == dnnl_success);
-    if (ok) {
-        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, mem[0]}, {DNNL_ARG_WEIGHTS, mem[1]}, {DNNL_ARG_DST, mem[2]},
-                                   {DNNL_ARG_SCRATCHPAD, mem[3]}};
-        ok = dnnl_primitive_execute(p->prim, g->stream, p->scratch_bytes ? 4 : 3, args) == dnnl_success;
-    }
-    for (int i = 0; i < 4; i++)
-        if (mem[i]) dnnl_memory_destroy(mem[i]);
-    return ok;
+    bool ok = dnnl_memory_set_data_handle(p->mem[0], (void *)x) == dnnl_success &&
+              dnnl_memory_set_data_handle(p->mem[1], (void *)w) == dnnl_success &&
+              dnnl_memory_set_data_handle(p->mem[2], th->out) == dnnl_success &&
+              (!p->scratch_bytes || dnnl_memory_set_data_handle(p->mem[3], th->scratch) == dnnl_success);
+    if (!ok) return false;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->mem[0]}, {DNNL_ARG_WEIGHTS, p->mem[1]}, {DNNL_ARG_DST, p->mem[2]},
+                               {DNNL_ARG_SCRATCHPAD, p->mem[3]}};
+    return dnnl_primitive_execute(p->prim, g->stream, p->scratch_bytes ? 4 : 3, args) == dnnl_success;
 }
 #else
 void gemm_prepare(gemm_state *g, uint32_t weight_type, const float *x, int64_t n, int64_t cols, uint64_t id) {}
@@ -616,7 +624,7 @@ void gemm_rows(gemm_state *g, int thread, const weight_matrix *w, const uint8_t 
             cached_primitive prim;
             bool once = false;
             bool ran = onednn_primitive(g, th, m, rows, k, bf16, &prim, &once) && onednn_run(g, th, &prim, xin, tile);
-            if (once) dnnl_primitive_destroy(prim.prim);
+            if (once) cached_primitive_destroy(&prim);
             if (!ran) {
                 rows_by_loops(th, w, data, r, r + rows, x, n, y);
                 continue;
