@@ -94,9 +94,11 @@ int cli_context_flag(const char *command, const char *flag, const char *value, g
 /* ---- the flags of where weights live: NUMA (numa.c) and expert streaming (experts.c) ---- */
 
 const char memory_flags_help[] =
-    "  --prefetch MODE      expert slabs from the mapping: chosen (default; MADV_WILLNEED on the\n"
-    "                       experts each layer's router chose, before the dense MLP runs), next\n"
-    "                       (also a guess of the next layer's experts), off\n"
+    "  --prefetch MODE      expert slabs from the mapping: chosen (MADV_WILLNEED on the experts\n"
+    "                       each layer's router chose, before the dense MLP runs), next (also a\n"
+    "                       guess of the next layer's experts), off (plain mmap), auto (default:\n"
+    "                       off when the file fits in 90% of the memory this process may use,\n"
+    "                       machine or memory cgroup, else chosen)\n"
     "  --mlock-dense        lock the always-on weights in memory (a warning if RLIMIT_MEMLOCK\n"
     "                       is too small)\n"
     "  --expert-cache-mb N  keep at most N MiB of expert slabs: the least recently used are\n"
@@ -111,7 +113,7 @@ const char memory_flags_help[] =
 static int expert_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p) {
     if (!strcmp(flag, "--prefetch")) {
         if (prefetch_mode_parse(value, &p->prefetch) == 0) return 1;
-        fprintf(stderr, "grok2 %s: --prefetch is off, chosen or next, not '%s'\n", command, value);
+        fprintf(stderr, "grok2 %s: --prefetch is auto, off, chosen or next, not '%s'\n", command, value);
         return -1;
     }
     if (!strcmp(flag, "--expert-cache-mb")) return cli_u32(command, flag, value, &p->expert_cache_mb) ? -1 : 1;

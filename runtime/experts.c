@@ -57,11 +57,12 @@ struct expert_stream {
 };
 
 const char *prefetch_mode_name(prefetch_mode m) {
-    return m == PREFETCH_OFF ? "off" : m == PREFETCH_NEXT ? "next" : "chosen";
+    return m == PREFETCH_DEFAULT ? "auto" : m == PREFETCH_OFF ? "off" : m == PREFETCH_NEXT ? "next" : "chosen";
 }
 
 int prefetch_mode_parse(const char *name, prefetch_mode *out) {
-    if (!strcmp(name, "off")) *out = PREFETCH_OFF;
+    if (!strcmp(name, "auto")) *out = PREFETCH_DEFAULT;
+    else if (!strcmp(name, "off")) *out = PREFETCH_OFF;
     else if (!strcmp(name, "chosen")) *out = PREFETCH_CHOSEN;
     else if (!strcmp(name, "next")) *out = PREFETCH_NEXT;
     else return -1;
@@ -146,6 +147,42 @@ static bool lock_always_on(const grok_model *m) {
 
 /* ---- the stream ------------------------------------------------------------------------------ */
 
+/* A number from the first line of a file (a cgroup limit), or 0 ("max", missing, unreadable). */
+static uint64_t read_limit(const char *path) {
+    FILE *f = fopen(path, "r");
+    unsigned long long v = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &v) != 1) v = 0;
+        fclose(f);
+    }
+    return v;
+}
+
+uint64_t memory_for_process(void) {
+    uint64_t total = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    char line[4096], path[4200];
+    while (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        const char *group = NULL, *file = NULL;
+        if (!strncmp(line, "0::", 3)) group = line + 3, file = "/sys/fs/cgroup%s/memory.max"; /* v2 */
+        else if (strstr(line, ":memory:")) group = strstr(line, ":memory:") + 8,
+                                            file = "/sys/fs/cgroup/memory%s/memory.limit_in_bytes"; /* v1 */
+        if (!group) continue;
+        snprintf(path, sizeof path, file, group);
+        uint64_t limit = read_limit(path);
+        if (limit && limit < total) total = limit;
+    }
+    if (f) fclose(f);
+    return total;
+}
+
+prefetch_mode prefetch_auto_mode(uint64_t file_bytes, uint64_t memory_bytes) {
+    /* a file that fits (with room for the KV cache and the rest) stays in the page cache after
+     * its first pass, where advice is only syscalls; one that does not is read per token */
+    return file_bytes <= memory_bytes / 10 * 9 ? PREFETCH_OFF : PREFETCH_CHOSEN;
+}
+
 int expert_stream_new(expert_stream **out, const grok_model *m, const grok_context_params *params, uint32_t max_batch,
                       g2_error *err) {
     const grok_hparams *hp = &m->hp;
@@ -153,7 +190,8 @@ int expert_stream_new(expert_stream **out, const grok_model *m, const grok_conte
     if (!s) return g2_fail(err, "out of memory");
     size_t slabs = (size_t)hp->n_layer * hp->n_expert;
     s->model = m;
-    s->mode = params->prefetch == PREFETCH_DEFAULT ? PREFETCH_CHOSEN : params->prefetch;
+    s->mode = params->prefetch != PREFETCH_DEFAULT ? params->prefetch
+                                                   : prefetch_auto_mode(gguf_file_size(m->file), memory_for_process());
     s->n_layer = hp->n_layer, s->n_expert = hp->n_expert, s->k = hp->n_expert_used;
     s->usage = calloc(slabs, sizeof *s->usage);
     s->guess = calloc(max_batch, sizeof *s->guess);

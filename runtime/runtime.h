@@ -160,8 +160,14 @@ int gemm_decode_row(const simd_kernels *kernels, uint32_t type, const void *src,
 typedef enum { KV_F16 = 0, KV_F32 = 1, KV_BF16 = 2 } kv_cache_type;
 /* How expert slabs are brought in from the mapping: not advised (off), WILLNEED for the experts
  * each layer's router chose, issued before the dense MLP (chosen), or that plus a guess one layer
- * ahead (next). PREFETCH_DEFAULT is PREFETCH_CHOSEN (see README, "Experts from mmap"). */
+ * ahead (next). PREFETCH_DEFAULT ("auto") is prefetch_auto_mode of the file and the memory the
+ * process may use (see README, "Experts from mmap"). */
 typedef enum { PREFETCH_DEFAULT = 0, PREFETCH_OFF, PREFETCH_CHOSEN, PREFETCH_NEXT } prefetch_mode;
+/* Bytes of memory this process may fill: the machine's, or its memory cgroup's limit (v1 or v2)
+ * when lower. */
+uint64_t memory_for_process(void);
+/* auto: off when the file fits in 90% of memory_bytes, chosen when it does not. */
+prefetch_mode prefetch_auto_mode(uint64_t file_bytes, uint64_t memory_bytes);
 
 typedef struct {
     uint32_t n_ctx;     /* KV positions allocated (0: 4096 or the model's maximum if smaller) */

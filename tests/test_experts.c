@@ -110,7 +110,7 @@ Test(experts, cache_bound_pages_out_beside_locked_weights) {
     harness_result_free(&fs);
     if (tmpfs) cr_skip_test("%s is on tmpfs: without swap nothing can be paged out", model_dir);
     harness_result r = harness_run("%s run -m %s -p 'Hello there' -n 12 --temp 0 --stats --expert-cache-mb 1 "
-                                   "--mlock-dense",
+                                   "--mlock-dense --prefetch chosen",
                                    harness_grok2(), model);
     cr_assert_eq(r.status, 0, "%s", r.err);
     double experts, always_on;
@@ -233,13 +233,13 @@ Test(experts, bad_flag_values_are_named) {
     static const struct {
         const char *command, *flags, *message;
     } cases[] = {
-        {"run", "-p Hi --prefetch sometimes", "grok2 run: --prefetch is off, chosen or next, not 'sometimes'"},
-        {"logits", "--tokens 1 --prefetch NEXT", "grok2 logits: --prefetch is off, chosen or next, not 'NEXT'"},
+        {"run", "-p Hi --prefetch sometimes", "grok2 run: --prefetch is auto, off, chosen or next, not 'sometimes'"},
+        {"logits", "--tokens 1 --prefetch NEXT", "grok2 logits: --prefetch is auto, off, chosen or next, not 'NEXT'"},
         {"bench", "--expert-cache-mb -5", "grok2 bench: --expert-cache-mb wants a non-negative integer, got '-5'"},
         {"perplexity", "-f x --expert-cache-mb lots",
          "grok2 perplexity: --expert-cache-mb wants a non-negative integer, got 'lots'"},
         {"chat", "--prefetch", "grok2 chat: missing value for '--prefetch'"},
-        {"profile", "-f x -o y --prefetch all", "grok2 profile: --prefetch is off, chosen or next, not 'all'"},
+        {"profile", "-f x -o y --prefetch all", "grok2 profile: --prefetch is auto, off, chosen or next, not 'all'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         harness_result r = harness_run("%s %s -m %s %s", harness_grok2(), cases[i].command, model, cases[i].flags);
@@ -259,4 +259,16 @@ Test(experts, every_model_command_documents_the_expert_flags) {
                   "%s --help: %s", commands[i], r.out);
         harness_result_free(&r);
     }
+}
+
+Test(experts, auto_prefetch_advises_only_a_file_larger_than_memory) {
+    uint64_t gib = 1ull << 30;
+    cr_assert_eq(prefetch_auto_mode(150 * gib, 768 * gib), PREFETCH_OFF);
+    cr_assert_eq(prefetch_auto_mode(150 * gib, 128 * gib), PREFETCH_CHOSEN);
+    cr_assert_eq(prefetch_auto_mode(90 * gib, 100 * gib), PREFETCH_OFF);  /* 90%: still fits */
+    cr_assert_eq(prefetch_auto_mode(91 * gib, 100 * gib), PREFETCH_CHOSEN);
+    uint64_t machine = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t mine = memory_for_process();
+    cr_assert(mine > 0 && mine <= machine, "memory for this process: %llu of %llu", (unsigned long long)mine,
+              (unsigned long long)machine);
 }
