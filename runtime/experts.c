@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "experts.h"
@@ -250,12 +249,6 @@ static void slabs_of(const expert_stream *s, uint32_t l, uint32_t e, const uint8
     p[2] = L->down_exps.data + e * L->down_exps_slab, n[2] = L->down_exps_slab;
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* WILLNEED covers every page a slab touches; eviction only the pages wholly inside it, as a
  * page at its edge is shared with the neighbouring tensor (locked, maybe, by --mlock-dense,
  * which would make the kernel refuse the whole call). */
@@ -263,7 +256,7 @@ static void advise_expert(expert_stream *s, uint32_t l, uint32_t e, int advice) 
     const uint8_t *p[3];
     size_t n[3];
     slabs_of(s, l, e, p, n);
-    double t0 = seconds_now();
+    double t0 = cli_now_seconds();
     for (int i = 0; i < 3; i++) {
         size_t len;
         uint8_t *start = page_start(p[i], n[i], &len);
@@ -274,7 +267,7 @@ static void advise_expert(expert_stream *s, uint32_t l, uint32_t e, int advice) 
         }
         (void)madvise(start, len, advice); /* advice: a refusal changes speed, never results */
     }
-    s->stats.advice_seconds += seconds_now() - t0;
+    s->stats.advice_seconds += cli_now_seconds() - t0;
 }
 
 static size_t expert_bytes(const expert_stream *s, uint32_t l) {

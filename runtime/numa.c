@@ -66,7 +66,7 @@ static void add_node(numa_topology *t, int os_node, const int *cpus, int n) {
 
 int numa_topology_detect(numa_topology *t, g2_error *err) {
     memset(t, 0, sizeof *t);
-    static int cpus[CPU_SETSIZE];
+    int cpus[CPU_SETSIZE];
     int n_cpus = allowed_cpus(cpus, CPU_SETSIZE);
     bool have_numa = numa_available() >= 0;
     t->libnuma = have_numa;

@@ -454,12 +454,10 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int
  *     scales to an int32 lane read as the int16 pair (value, sign) against (scale, 0): six
  *     multiplies per column and super-block instead of eight. The weight planes are regrouped
  *     for it once per row (2 VPERMT2Q per half), the activations once per call.
- * Rows are walked in chunks of KQ_ROW_CHUNK so a chunk's weights stay in L2 across the column
- * groups, and x in chunks of KQ_SB_CHUNK super-blocks (16 KB of stack for 8 columns). */
+ * simd_matmul_blocked walks 64-row x 64-column blocks so a block's weights stay in L2 across its
+ * column groups, and x goes in chunks of KQ_SB_CHUNK super-blocks (16 KB of stack for 8 columns). */
 #define KQ_COLS 8
 #define KQ_SB_CHUNK 8
-#define KQ_ROW_CHUNK 64
-#define KQ_COL_BLOCK 64 /* columns per pass over all rows: their x (<= 600 KB at n = 8192) stays in L2 */
 #define KQ_UNROLL _Pragma("GCC unroll 8") /* the column loops: accumulators in registers */
 
 typedef enum { KQ_Q4_K, KQ_Q5_K, KQ_Q6_K } kq_kind;
@@ -640,45 +638,45 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const bool vnni,
     }
 }
 
-SIMD_ALWAYS_INLINE void kq_matmul(const kq_kind kind, const bool vnni, int64_t n, int64_t nrows, const void *w, size_t wrb,
-                                  int64_t ncols, const void *x, size_t xcb, float *y, size_t ys,
-                                  simd_matvec_fn matvec) {
+/* One block of at most SIMD_ROW_BLOCK rows and SIMD_COL_BLOCK columns (simd_matmul_blocked walks
+ * the blocks, so their weights and activations stay in L2 while they are reused). */
+SIMD_ALWAYS_INLINE void kq_matmul_block(const kq_kind kind, const bool vnni, int64_t n, int64_t nrows, const void *w,
+                                        size_t wrb, int64_t ncols, const void *x, size_t xcb, float *y, size_t ys,
+                                        simd_matvec_fn matvec) {
     kq_prep prep;
     const int64_t nb = n / QK_K;
     const uint8_t *wp = (const uint8_t *)w, *xp = (const uint8_t *)x;
-    for (int64_t cb = 0; cb < ncols; cb += KQ_COL_BLOCK) {
-    int64_t cb1 = cb + KQ_COL_BLOCK < ncols ? cb + KQ_COL_BLOCK : ncols;
-    for (int64_t r0 = 0; r0 < nrows; r0 += KQ_ROW_CHUNK) {
-        int64_t r1 = r0 + KQ_ROW_CHUNK < nrows ? r0 + KQ_ROW_CHUNK : nrows;
-        for (int64_t c0 = cb; c0 < cb1; c0 += KQ_COLS) {
-            int cn = cb1 - c0 < KQ_COLS ? (int)(cb1 - c0) : KQ_COLS;
-            const uint8_t *xc = xp + (size_t)c0 * xcb;
-            float *yc = y + (size_t)c0 * ys;
-            if (cn == 1) { /* a lone column: the matvec's 4-row tiles */
-                matvec(n, r1 - r0, wp + (size_t)r0 * wrb, wrb, xc, yc + r0);
-                continue;
-            }
-            for (int64_t sb0 = 0; sb0 < nb; sb0 += KQ_SB_CHUNK) {
-                int nsb = nb - sb0 < KQ_SB_CHUNK ? (int)(nb - sb0) : KQ_SB_CHUNK;
-                const bool paired = vnni && kind != KQ_Q6_K;
-                if (cn > 4) kq_prepare(8, kind, paired, xc, xcb, cn, sb0, nsb, &prep);
-                else kq_prepare(4, kind, paired, xc, xcb, cn, sb0, nsb, &prep);
-                for (int64_t r = r0; r < r1; r++) {
-                    const uint8_t *row = wp + (size_t)r * wrb;
-                    if (cn > 4) kq_row(8, kind, vnni, row, sb0, nsb, &prep, cn, yc + r, ys, sb0 > 0, wrb);
-                    else kq_row(4, kind, vnni, row, sb0, nsb, &prep, cn, yc + r, ys, sb0 > 0, wrb);
-                }
+    for (int64_t c0 = 0; c0 < ncols; c0 += KQ_COLS) {
+        int cn = ncols - c0 < KQ_COLS ? (int)(ncols - c0) : KQ_COLS;
+        const uint8_t *xc = xp + (size_t)c0 * xcb;
+        float *yc = y + (size_t)c0 * ys;
+        if (cn == 1) { /* a lone column: the matvec's 4-row tiles */
+            matvec(n, nrows, wp, wrb, xc, yc);
+            continue;
+        }
+        for (int64_t sb0 = 0; sb0 < nb; sb0 += KQ_SB_CHUNK) {
+            int nsb = nb - sb0 < KQ_SB_CHUNK ? (int)(nb - sb0) : KQ_SB_CHUNK;
+            const bool paired = vnni && kind != KQ_Q6_K;
+            if (cn > 4) kq_prepare(8, kind, paired, xc, xcb, cn, sb0, nsb, &prep);
+            else kq_prepare(4, kind, paired, xc, xcb, cn, sb0, nsb, &prep);
+            for (int64_t r = 0; r < nrows; r++) {
+                const uint8_t *row = wp + (size_t)r * wrb;
+                if (cn > 4) kq_row(8, kind, vnni, row, sb0, nsb, &prep, cn, yc + r, ys, sb0 > 0, wrb);
+                else kq_row(4, kind, vnni, row, sb0, nsb, &prep, cn, yc + r, ys, sb0 > 0, wrb);
             }
         }
-    }
     }
 }
 
 #define KQ_DRIVERS(NAME, TILE, KIND, V)                                                                           \
     SIMD_DEFINE_MATVEC(NAME, TILE)                                                                                \
+    static void NAME##_matmul_block(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols,           \
+                                    const void *x, size_t xcb, float *y, size_t ys) {                             \
+        kq_matmul_block(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys, NAME##_matvec);                          \
+    }                                                                                                             \
     static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
                               size_t xcb, float *y, size_t ys) {                                                 \
-        kq_matmul(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys, NAME##_matvec);                               \
+        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);         \
     }
 
 /* ---- float weights x F32 ------------------------------------------------------------------------- */
