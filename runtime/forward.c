@@ -71,9 +71,14 @@ struct grok_context {
     uint32_t *expert_fill;  /* [n_expert] */
     expert_stream *experts; /* advice, cache bound and counters for the expert slabs */
     /* per-thread scratch */
-    size_t row_width, score_width;
+    size_t row_width;
     float *thread_row;   /* [threads][row_width]: one decoded weight row */
-    float *thread_score; /* [threads][group][n_ctx] */
+    /* attention (see ATTN_*): query rows per block, each thread's scratch for one block, and a
+     * split decode token's per-(kv head, segment) states */
+    uint32_t attn_block_rows, attn_max_segments;
+    size_t attn_scratch_floats;
+    float *thread_attn;  /* [threads][attn_scratch_floats] */
+    float *attn_partial; /* [n_head_kv][attn_max_segments][attn_state_floats(group)] */
 };
 
 /* ---- small math ---------------------------------------------------------------------------- */
@@ -275,61 +280,208 @@ static void rope(const grok_context *ctx, float *q, uint32_t n_q_heads, float *k
     }
 }
 
+/* Attention is blocked (flash-style). Per (kv head, block of query tokens) the cached keys go
+ * by in segments of ATTN_SEGMENT: a segment's scores (soft-capped, tempered, causal) become
+ * softmax numerators with the segment's own max, one matmul with the segment's values gives its
+ * unnormalised output, and (max, sum, output) is merged into the row's running total (online
+ * softmax across segments). Scratch is one segment whatever the context, and each K/V segment is
+ * read once per block of ATTN_QUERY_ROWS query rows, not once per token. A decode token with
+ * fewer kv heads than threads spreads its segments over the threads and merges them afterwards
+ * with the same arithmetic in the same order: results never depend on the thread count. */
+#define ATTN_SEGMENT 256
+#define ATTN_QUERY_ROWS 64 /* query rows (tokens x the query heads of one kv head) per block */
+
+/* A softmax over part of the keys, per query row: max, sum of e^(s - max), and the
+ * unnormalised output sum_j e^(s_j - max) v_j ([rows][head_dim]). */
+typedef struct {
+    float *max, *sum, *out;
+} attn_state;
+
+static size_t attn_state_floats(size_t rows, size_t hd) { return rows * (hd + 2); }
+
+static attn_state attn_state_at(float *p, size_t rows) { return (attn_state){p, p + rows, p + 2 * rows}; }
+
+static void attn_state_reset(const attn_state *s, size_t rows, size_t hd) {
+    for (size_t r = 0; r < rows; r++) s->max[r] = -INFINITY, s->sum[r] = 0;
+    memset(s->out, 0, rows * hd * sizeof(float));
+}
+
+/* total (+)= part, where the two cover disjoint keys. A row that saw no key of part is left as is. */
+static void attn_state_merge(const attn_state *total, const attn_state *part, size_t rows, size_t hd) {
+    for (size_t r = 0; r < rows; r++) {
+        if (part->max[r] == -INFINITY) continue;
+        float m = total->max[r] > part->max[r] ? total->max[r] : part->max[r];
+        float a = expf(total->max[r] - m), b = expf(part->max[r] - m); /* a = 0 for an empty total */
+        total->max[r] = m;
+        total->sum[r] = total->sum[r] * a + part->sum[r] * b;
+        float *o = total->out + r * hd;
+        const float *po = part->out + r * hd;
+        for (size_t d = 0; d < hd; d++) o[d] = o[d] * a + po[d] * b;
+    }
+}
+
+/* Query rows of one (kv head, token block): row r is token r / group's query head r % group.
+ * The queries are stored pre-scaled (see attn_block_load), so q . k is the argument of tanh,
+ * or with no cap the score before the temperature. */
+typedef struct {
+    const grok_context *ctx;
+    const simd_type_kernels *cache; /* the KV cache's type times f32 */
+    const uint8_t *keys, *values;   /* the kv head's slabs */
+    float *q;                       /* [rows][hd] */
+    uint32_t rows, group, first_pos; /* first_pos: the position of row 0's token */
+    bool capped;
+    float post_scale[ATTN_QUERY_ROWS]; /* per token: cap x temperature (or the temperature) */
+} attn_block;
+
+/* s = cap * tanh(q.k / sqrt(hd) / cap) * temperature: 1/sqrt(hd)/cap goes into the queries, the
+ * rest into exp_sum's scale. The temperature: a query at position p > L sharpens by
+ * log2(p) / log2(L), the reference's log2(p)/10 for Grok-2's L = 1024 (and no jump at p = L for
+ * other L). Without a cap: q.k / sqrt(hd) * temperature. */
+static void attn_block_load(attn_block *b, uint32_t first_token, uint32_t kv_head) {
+    const grok_context *ctx = b->ctx;
+    const grok_hparams *hp = &ctx->model->hp;
+    uint32_t hd = hp->head_dim;
+    float cap = hp->attn_softcap, scale = 1.0f / sqrtf((float)hd);
+    b->capped = cap > 0;
+    float pre = b->capped ? scale / cap : scale;
+    for (uint32_t t = 0; t < b->rows / b->group; t++) {
+        uint32_t pos = b->first_pos + t;
+        float temperature = pos > hp->attn_temperature_len
+                                ? (float)(log2((double)pos) / log2((double)hp->attn_temperature_len))
+                                : 1.0f;
+        b->post_scale[t] = b->capped ? cap * temperature : temperature;
+        /* the group's query heads are adjacent in ctx->q */
+        const float *q = ctx->q + ((size_t)(first_token + t) * hp->n_head + (size_t)kv_head * b->group) * hd;
+        float *dst = b->q + (size_t)t * b->group * hd;
+        for (size_t i = 0; i < (size_t)b->group * hd; i++) dst[i] = q[i] * pre;
+    }
+}
+
+/* The keys [k0, k1) (at most ATTN_SEGMENT) into part; s: [rows][ATTN_SEGMENT] scratch. */
+static void attn_segment(const attn_block *b, uint32_t k0, uint32_t k1, const attn_state *part, float *s) {
+    const grok_context *ctx = b->ctx;
+    size_t hd = ctx->model->hp.head_dim, e = ctx->kv_elem;
+    uint32_t len = k1 - k0;
+    /* s[r][j] = q_r . key_(k0 + j): the cached keys are rows of a matrix in the cache's type */
+    b->cache->matmul((int64_t)hd, len, b->keys + (size_t)k0 * hd * e, hd * e, b->rows, b->q, hd * sizeof(float), s,
+                     ATTN_SEGMENT);
+    for (uint32_t r = 0; r < b->rows; r++) {
+        uint32_t pos = b->first_pos + r / b->group;
+        float *sr = s + (size_t)r * ATTN_SEGMENT;
+        uint32_t seen = pos < k0 ? 0 : pos + 1 - k0 < len ? pos + 1 - k0 : len; /* causal */
+        if (b->capped) ctx->kernels->tanh(sr, sr, seen);
+        part->sum[r] = (float)ctx->kernels->exp_sum(sr, seen, b->post_scale[r / b->group], &part->max[r]);
+        memset(sr + seen, 0, (len - seen) * sizeof(float)); /* later tokens' keys weigh 0 */
+    }
+    /* out[r] = sum_j s[r][j] value_(k0 + j): V is stored transposed (row d: dimension d over
+     * positions), so this is the same matmul with the segment's positions as the inner index */
+    b->cache->matmul(len, (int64_t)hd, b->values + (size_t)k0 * e, (size_t)ctx->n_ctx * e, b->rows, s,
+                     ATTN_SEGMENT * sizeof(float), part->out, hd);
+}
+
+/* out[t][head] = total's output / sum for each row, in the layout of ctx->attn. */
+static void attn_finish(const grok_context *ctx, const attn_state *total, uint32_t rows, uint32_t first_token,
+                        uint32_t kv_head) {
+    const grok_hparams *hp = &ctx->model->hp;
+    uint32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    for (uint32_t r = 0; r < rows; r++) {
+        float *out = ctx->attn + ((size_t)(first_token + r / group) * hp->n_head + kv_head * group + r % group) * hd;
+        float inv = 1.0f / total->sum[r];
+        for (uint32_t d = 0; d < hd; d++) out[d] = total->out[(size_t)r * hd + d] * inv;
+    }
+}
+
 typedef struct {
     grok_context *ctx;
     uint32_t layer, n_past, n_tokens;
-    const simd_type_kernels *cache_kernels; /* the KV cache's type times f32 */
+    uint32_t block_tokens, n_blocks; /* query tokens per block, blocks in the batch */
+    uint32_t n_segments;             /* of the last token's keys */
+    bool split;                      /* one task per (kv head, segment), merged in a second pass */
+    const simd_type_kernels *cache_kernels;
     int64_t group_first_task[POOL_MAX_GROUPS + 1];
     int64_t group_first_head[POOL_MAX_GROUPS], group_heads[POOL_MAX_GROUPS];
 } attention_job;
 
-/* One (token, kv head): the query heads that share the kv head (GQA) go through its cached keys
- * and values together, so each cached row is read once per group, not once per head. */
+/* The group's (kv head, unit) for a task: its heads' tasks are head-major. */
+static uint32_t attention_task_head(const attention_job *job, int64_t task, int64_t units, int64_t *unit) {
+    int g = 0;
+    while (task >= job->group_first_task[g + 1]) g++;
+    int64_t local = task - job->group_first_task[g];
+    *unit = local % units;
+    return (uint32_t)(job->group_first_head[g] + local / units);
+}
+
+/* This thread's scratch: the block's queries, one segment's scores, two states. */
+static float *attention_scratch(const grok_context *ctx, int thread) {
+    return ctx->thread_attn + (size_t)thread * ctx->attn_scratch_floats;
+}
+
+/* A split decode token's state for (kv head, segment): group rows. */
+static attn_state attn_partial_state(const grok_context *ctx, uint32_t kv_head, uint32_t segment) {
+    const grok_hparams *hp = &ctx->model->hp;
+    size_t group = hp->n_head / hp->n_head_kv;
+    size_t slot = (size_t)kv_head * ctx->attn_max_segments + segment;
+    return attn_state_at(ctx->attn_partial + slot * attn_state_floats(group, hp->head_dim), group);
+}
+
 static void attention_task(void *p, int64_t task, int thread) {
     const attention_job *job = p;
     grok_context *ctx = job->ctx;
     const grok_hparams *hp = &ctx->model->hp;
-    const simd_kernels *k = ctx->kernels;
-    uint32_t hd = hp->head_dim, n_head = hp->n_head, group = n_head / hp->n_head_kv;
-    int g = 0; /* the group whose heads these are: its tasks are (token, one of its heads) */
-    while (task >= job->group_first_task[g + 1]) g++;
-    int64_t local = task - job->group_first_task[g];
-    uint32_t t = (uint32_t)(local / job->group_heads[g]);
-    uint32_t kv_head = (uint32_t)(job->group_first_head[g] + local % job->group_heads[g]);
-    uint32_t pos = job->n_past + t, n_keys = pos + 1;
-    const float *q = ctx->q + ((size_t)t * n_head + (size_t)kv_head * group) * hd; /* the group's heads */
-    float *scores = ctx->thread_score + (size_t)thread * ctx->score_width;     /* [group][n_keys] */
-    size_t row_bytes = hd * ctx->kv_elem;
-    const uint8_t *keys = k_head(ctx, job->layer, kv_head);
-    /* scores[i][j] = q_i . k_j: the cached keys are the rows of a matrix in the cache's type */
-    if (group == 1)
-        job->cache_kernels->matvec(hd, n_keys, keys, row_bytes, q, scores);
-    else
-        job->cache_kernels->matmul(hd, n_keys, keys, row_bytes, group, q, hd * sizeof(float), scores, n_keys);
-    /* s = cap * tanh(s / sqrt(hd) / cap), then the attention temperature: a query at position
-     * p > L sharpens by log2(p) / log2(L), the reference's log2(p)/10 for Grok-2's L = 1024
-     * (and no jump at p = L for other L) */
-    float cap = hp->attn_softcap, scale = 1.0f / sqrtf((float)hd);
-    float temperature = pos > hp->attn_temperature_len
-                            ? (float)(log2((double)pos) / log2((double)hp->attn_temperature_len))
-                            : 1.0f;
-    size_t all = (size_t)group * n_keys;
-    if (cap > 0) {
-        for (size_t j = 0; j < all; j++) scores[j] *= scale / cap;
-        k->tanh(scores, scores, (int64_t)all);
-        for (size_t j = 0; j < all; j++) scores[j] *= cap * temperature;
-    } else {
-        for (size_t j = 0; j < all; j++) scores[j] *= scale * temperature;
+    uint32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    int64_t unit;
+    uint32_t kv_head = attention_task_head(job, task, job->split ? job->n_segments : job->n_blocks, &unit);
+    uint32_t t0 = job->split ? 0 : (uint32_t)unit * job->block_tokens;
+    uint32_t t1 = t0 + job->block_tokens < job->n_tokens ? t0 + job->block_tokens : job->n_tokens;
+    uint32_t rows = (t1 - t0) * group, n_keys = job->n_past + t1; /* the block's last token sees n_keys */
+    float *q = attention_scratch(ctx, thread), *s = q + (size_t)ctx->attn_block_rows * hd;
+    float *states = s + (size_t)ctx->attn_block_rows * ATTN_SEGMENT;
+    attn_block b = {ctx, job->cache_kernels, k_head(ctx, job->layer, kv_head), v_head(ctx, job->layer, kv_head), q,
+                    rows, group, job->n_past + t0, false, {0}};
+    attn_block_load(&b, t0, kv_head);
+    if (job->split) { /* this segment's state, for attention_merge_task */
+        uint32_t k0 = (uint32_t)unit * ATTN_SEGMENT, k1 = k0 + ATTN_SEGMENT < n_keys ? k0 + ATTN_SEGMENT : n_keys;
+        attn_state part = attn_partial_state(ctx, kv_head, (uint32_t)unit);
+        attn_segment(&b, k0, k1, &part, s);
+        return;
     }
-    for (uint32_t i = 0; i < group; i++) k->softmax(scores + (size_t)i * n_keys, n_keys);
-    /* out_i = sum_j p_ij v_j: V is stored transposed, so this is a matvec (matmul for a group) */
-    float *out = ctx->attn + ((size_t)t * n_head + (size_t)kv_head * group) * hd;
-    const uint8_t *values = v_head(ctx, job->layer, kv_head);
-    size_t v_row_bytes = ctx->n_ctx * ctx->kv_elem;
-    if (group == 1)
-        job->cache_kernels->matvec(n_keys, hd, values, v_row_bytes, scores, out);
-    else
-        job->cache_kernels->matmul(n_keys, hd, values, v_row_bytes, group, scores, n_keys * sizeof(float), out, hd);
+    attn_state part = attn_state_at(states, rows), total = attn_state_at(states + attn_state_floats(rows, hd), rows);
+    attn_state_reset(&total, rows, hd);
+    for (uint32_t k0 = 0; k0 < n_keys; k0 += ATTN_SEGMENT) {
+        attn_segment(&b, k0, k0 + ATTN_SEGMENT < n_keys ? k0 + ATTN_SEGMENT : n_keys, &part, s);
+        attn_state_merge(&total, &part, rows, hd);
+    }
+    attn_finish(ctx, &total, rows, t0, kv_head);
+}
+
+/* A split decode token: each kv head's segments merged in order, as attention_task would. */
+static void attention_merge_task(void *p, int64_t task, int thread) {
+    const attention_job *job = p;
+    grok_context *ctx = job->ctx;
+    const grok_hparams *hp = &ctx->model->hp;
+    uint32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    int64_t unit;
+    uint32_t kv_head = attention_task_head(job, task, 1, &unit);
+    attn_state total = attn_state_at(attention_scratch(ctx, thread), group);
+    attn_state_reset(&total, group, hd);
+    for (uint32_t seg = 0; seg < job->n_segments; seg++) {
+        attn_state part = attn_partial_state(ctx, kv_head, seg);
+        attn_state_merge(&total, &part, group, hd);
+    }
+    attn_finish(ctx, &total, group, 0, kv_head);
+}
+
+/* Each NUMA group's kv heads times `units` tasks per head. */
+static void attention_plan(attention_job *job, int64_t units, int64_t *group_tasks) {
+    grok_context *ctx = job->ctx;
+    for (int g = 0; g < ctx->n_groups; g++) {
+        int64_t h0, h1;
+        numa_split(ctx->model->hp.n_head_kv, g, ctx->n_groups, 1, &h0, &h1);
+        job->group_first_head[g] = h0;
+        job->group_heads[g] = h1 - h0;
+        group_tasks[g] = (h1 - h0) * units;
+        job->group_first_task[g + 1] = job->group_first_task[g] + group_tasks[g];
+    }
 }
 
 static void attention(grok_context *ctx, uint32_t layer, const grok_layer *L, uint32_t n, uint32_t n_past) {
@@ -343,18 +495,20 @@ static void attention(grok_context *ctx, uint32_t layer, const grok_layer *L, ui
         rope(ctx, ctx->q + t * q_dim, hp->n_head, ctx->k + t * kvd, hp->n_head_kv, n_past + t);
         kv_store(ctx, layer, n_past + t, ctx->k + t * kvd, ctx->v + t * kvd);
     }
-    attention_job job = {ctx, layer, n_past, n, simd_type_kernels_get(ctx->kernels, kv_simd_type(ctx->kv_type)),
-                         {0}, {0}, {0}};
+    uint32_t group = hp->n_head / hp->n_head_kv;
+    attention_job job = {.ctx = ctx, .layer = layer, .n_past = n_past, .n_tokens = n,
+                         .cache_kernels = simd_type_kernels_get(ctx->kernels, kv_simd_type(ctx->kv_type))};
+    job.block_tokens = ctx->attn_block_rows / group;
+    job.n_blocks = (n + job.block_tokens - 1) / job.block_tokens;
+    job.n_segments = (n_past + n + ATTN_SEGMENT - 1) / ATTN_SEGMENT;
+    job.split = n == 1 && job.n_segments > 1 && (int)hp->n_head_kv < thread_pool_size(ctx->pool);
     int64_t group_tasks[POOL_MAX_GROUPS];
-    for (int g = 0; g < ctx->n_groups; g++) {
-        int64_t h0, h1;
-        numa_split(hp->n_head_kv, g, ctx->n_groups, 1, &h0, &h1);
-        job.group_first_head[g] = h0;
-        job.group_heads[g] = h1 - h0;
-        group_tasks[g] = (int64_t)n * (h1 - h0);
-        job.group_first_task[g + 1] = job.group_first_task[g] + group_tasks[g];
-    }
+    attention_plan(&job, job.split ? job.n_segments : job.n_blocks, group_tasks);
     thread_pool_run_groups(ctx->pool, attention_task, &job, group_tasks);
+    if (job.split) {
+        attention_plan(&job, 1, group_tasks);
+        thread_pool_run_groups(ctx->pool, attention_merge_task, &job, group_tasks);
+    }
     activation heads = activation_of(ctx, ctx->attn, n, (int64_t)q_dim);
     matmul(ctx, &L->o, NULL, &heads, ctx->proj);
 }
@@ -676,10 +830,15 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     if (ctx->numa == NUMA_SHARD) expert_stream_share_advice(ctx->experts, ctx->n_groups);
     ctx->act_q8_0 = malloc(B * (ctx->row_width / QK8_0 + 1) * sizeof(block_q8_0));
     ctx->act_q8_k = malloc(B * (ctx->row_width / QK_K + 1) * sizeof(block_q8_k));
-    ctx->score_width = (size_t)ctx->n_ctx * (hp->n_head / hp->n_head_kv); /* a GQA group's scores */
     int threads = ctx->pool ? thread_pool_size(ctx->pool) : 1;
     ctx->thread_row = malloc((size_t)threads * ctx->row_width * sizeof(float));
-    ctx->thread_score = malloc((size_t)threads * ctx->score_width * sizeof(float));
+    size_t group = hp->n_head / hp->n_head_kv, rows = group * (group < ATTN_QUERY_ROWS ? ATTN_QUERY_ROWS / group : 1);
+    ctx->attn_block_rows = (uint32_t)rows;
+    ctx->attn_scratch_floats = rows * (hp->head_dim + ATTN_SEGMENT) + 2 * attn_state_floats(rows, hp->head_dim);
+    ctx->thread_attn = malloc((size_t)threads * ctx->attn_scratch_floats * sizeof(float));
+    ctx->attn_max_segments = (ctx->n_ctx + ATTN_SEGMENT - 1) / ATTN_SEGMENT;
+    ctx->attn_partial = malloc((size_t)hp->n_head_kv * ctx->attn_max_segments * attn_state_floats(group, hp->head_dim) *
+                               sizeof(float));
     g2_error gemm_err;
     if (ctx->pool &&
         gemm_new(&ctx->gemm, params->gemm, ctx->kernels, threads, ctx->max_batch, (int64_t)ctx->row_width, &gemm_err)) {
@@ -689,7 +848,7 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     if (!ctx->pool || !ctx->k_cache || !ctx->v_cache || !ctx->inv_freq || !ctx->h || !ctx->normed || !ctx->q ||
         !ctx->k || !ctx->v || !ctx->attn || !ctx->proj || !ctx->ff_a || !ctx->ff_b || !ctx->dense || !ctx->moe ||
         !ctx->router || !ctx->expert_in || !ctx->expert_out || !ctx->expert_tokens || !ctx->expert_gates ||
-        !ctx->expert_fill || !ctx->thread_row || !ctx->thread_score || !ctx->act_q8_0 || !ctx->act_q8_k) {
+        !ctx->expert_fill || !ctx->thread_row || !ctx->thread_attn || !ctx->attn_partial || !ctx->act_q8_0 || !ctx->act_q8_k) {
         grok_context_free(ctx);
         return g2_fail(err, "out of memory for a context of %u positions (KV cache %zu MiB)", params->n_ctx,
                        2 * kv_bytes >> 20);
@@ -713,7 +872,7 @@ void grok_context_free(grok_context *ctx) {
     void *buffers[] = {ctx->inv_freq, ctx->h, ctx->normed, ctx->q, ctx->k, ctx->v,
                        ctx->attn, ctx->proj, ctx->ff_a, ctx->ff_b, ctx->dense, ctx->moe, ctx->router,
                        ctx->expert_in, ctx->expert_out, ctx->expert_tokens, ctx->expert_gates, ctx->expert_fill,
-                       ctx->thread_row, ctx->thread_score, ctx->act_q8_0, ctx->act_q8_k};
+                       ctx->thread_row, ctx->thread_attn, ctx->attn_partial, ctx->act_q8_0, ctx->act_q8_k};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     free(ctx);
 }

@@ -203,6 +203,9 @@ typedef struct simd_kernels {
     simd_map_fn tanh; /* tanh x */
     simd_map_fn gelu; /* x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact (erf) form */
     void (*softmax)(float *x, int64_t n); /* in place, max-subtracted, sum in double */
+    /* A softmax's numerators, for a softmax in parts: m = max_i scale x_i (to *max; -inf when
+     * n is 0), x_i = e^(scale x_i - m) in place; returns the sum of the new x_i, in double. */
+    double (*exp_sum)(float *x, int64_t n, float scale, float *max);
     /* y = x / sqrt(mean(x^2) + eps) * w, the mean in double (w: n gains) */
     void (*rmsnorm)(const float *x, const float *w, float *y, int64_t n, float eps);
     /* For `grok2 bench`: `iterations` steps of a register-only loop of the int8 multiply-add the
@@ -223,6 +226,8 @@ typedef struct simd_kernels {
  *   softmax: relative SIMD_SOFTMAX_MAX_REL + 2^-24 |x_i - max| per output. The second term is
  *         the float rounding of x_i - max; as an absolute error it stays below 2^-24/e, since
  *         t e^-t <= 1/e.
+ *   exp_sum: the max is the float max of the float products scale x_i, exactly; each output is
+ *         within exp's bound plus 2^-24 |scale x_i - max| relative (as softmax's second term).
  *   rmsnorm: relative SIMD_RMSNORM_MAX_REL per output. */
 #define SIMD_EXP_MAX_REL 2.5e-7
 #define SIMD_TANH_MAX_ABS 1.5e-7

@@ -214,10 +214,11 @@ static inline void simd_matmul_blocked(simd_matmul_fn block, int64_t row_block, 
     void simd_tanh_##ISA(const float *x, float *y, int64_t n);                           \
     void simd_gelu_##ISA(const float *x, float *y, int64_t n);                           \
     void simd_softmax_##ISA(float *x, int64_t n);                                        \
+    double simd_exp_sum_##ISA(float *x, int64_t n, float scale, float *max_out);         \
     void simd_rmsnorm_##ISA(const float *x, const float *w, float *y, int64_t n, float eps);
 #define SIMD_VECMATH_ROW(ISA)                                                             \
     .exp = simd_exp_##ISA, .tanh = simd_tanh_##ISA, .gelu = simd_gelu_##ISA, .softmax = simd_softmax_##ISA, \
-    .rmsnorm = simd_rmsnorm_##ISA
+    .exp_sum = simd_exp_sum_##ISA, .rmsnorm = simd_rmsnorm_##ISA
 
 /* Each ISA's quantize_<isa>.c defines these. */
 #define SIMD_DECLARE_QUANTIZE(ISA)                                    \

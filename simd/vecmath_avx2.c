@@ -98,30 +98,38 @@ static inline double hsum_pd(__m256d v) {
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
-void simd_softmax_avx2(float *x, int64_t n) {
-    if (n <= 0) return;
-    float max = x[0];
+double simd_exp_sum_avx2(float *x, int64_t n, float scale, float *max_out) {
+    float max = n > 0 ? x[0] * scale : -INFINITY;
     int64_t i = 0;
+    __m256 vscale = _mm256_set1_ps(scale);
     if (n >= 8) {
-        __m256 m = _mm256_loadu_ps(x);
-        for (i = 8; i + 8 <= n; i += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + i), m);
+        __m256 m = _mm256_mul_ps(_mm256_loadu_ps(x), vscale);
+        for (i = 8; i + 8 <= n; i += 8) m = _mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vscale), m);
         float lanes[8];
         _mm256_storeu_ps(lanes, m);
         for (int j = 0; j < 8; j++) max = lanes[j] > max ? lanes[j] : max;
     }
-    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+    for (; i < n; i++) max = x[i] * scale > max ? x[i] * scale : max;
     __m256d sum4 = _mm256_setzero_pd();
     __m256 vmax = _mm256_set1_ps(max);
     for (i = 0; i + 8 <= n; i += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        __m256 e = exp8(_mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vscale), vmax));
         _mm256_storeu_ps(x + i, e);
         sum4 = add_as_double(sum4, e);
     }
     double sum = hsum_pd(sum4);
-    for (; i < n; i++) sum += x[i] = simd_exp1(x[i] - max);
-    __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
-    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-    for (; i < n; i++) x[i] *= _mm256_cvtss_f32(inv);
+    for (; i < n; i++) sum += x[i] = simd_exp1(x[i] * scale - max);
+    *max_out = max;
+    return sum;
+}
+
+void simd_softmax_avx2(float *x, int64_t n) {
+    if (n <= 0) return;
+    float max, inv = (float)(1.0 / simd_exp_sum_avx2(x, n, 1.0f, &max));
+    __m256 vinv = _mm256_set1_ps(inv);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+    for (; i < n; i++) x[i] *= inv;
 }
 
 void simd_rmsnorm_avx2(const float *x, const float *w, float *y, int64_t n, float eps) {

@@ -94,30 +94,37 @@ static inline float hmax(__m512 v) {
     return _mm_cvtss_f32(m);
 }
 
-void simd_softmax_avx512(float *x, int64_t n) {
-    if (n <= 0) return;
-    float max = x[0];
+double simd_exp_sum_avx512(float *x, int64_t n, float scale, float *max_out) {
+    float max = n > 0 ? x[0] * scale : -INFINITY;
     int64_t i = 0;
+    __m512 vscale = _mm512_set1_ps(scale);
     if (n >= 16) {
-        __m512 m = _mm512_loadu_ps(x);
-        for (i = 16; i + 16 <= n; i += 16) m = _mm512_max_ps(_mm512_loadu_ps(x + i), m);
+        __m512 m = _mm512_mul_ps(_mm512_loadu_ps(x), vscale);
+        for (i = 16; i + 16 <= n; i += 16) m = _mm512_max_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vscale), m);
         float lanes = hmax(m);
         max = lanes > max ? lanes : max;
     }
-    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+    for (; i < n; i++) max = x[i] * scale > max ? x[i] * scale : max;
     __m512d sum8 = _mm512_setzero_pd();
     __m512 vmax = _mm512_set1_ps(max);
     for (i = 0; i + 16 <= n; i += 16) {
-        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmax));
+        __m512 e = exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vscale), vmax));
         _mm512_storeu_ps(x + i, e);
         sum8 = _mm512_add_pd(sum8, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
         sum8 = _mm512_add_pd(sum8, _mm512_cvtps_pd(simd_hi256_ps(e)));
     }
     double sum = hsum_pd(sum8);
-    for (; i < n; i++) sum += x[i] = simd_exp1(x[i] - max);
-    float inv = (float)(1.0 / sum);
+    for (; i < n; i++) sum += x[i] = simd_exp1(x[i] * scale - max);
+    *max_out = max;
+    return sum;
+}
+
+void simd_softmax_avx512(float *x, int64_t n) {
+    if (n <= 0) return;
+    float max, inv = (float)(1.0 / simd_exp_sum_avx512(x, n, 1.0f, &max));
     __m512 vinv = _mm512_set1_ps(inv);
-    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), vinv));
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), vinv));
     for (; i < n; i++) x[i] *= inv;
 }
 

@@ -83,23 +83,30 @@ void simd_gelu_neon(const float *x, float *y, int64_t n) {
     for (; i < n; i++) y[i] = simd_gelu1(x[i]);
 }
 
-void simd_softmax_neon(float *x, int64_t n) {
-    if (n <= 0) return;
-    float max = x[0];
-    for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+double simd_exp_sum_neon(float *x, int64_t n, float scale, float *max_out) {
+    float max = n > 0 ? x[0] * scale : -INFINITY;
+    for (int64_t i = 1; i < n; i++) max = x[i] * scale > max ? x[i] * scale : max;
     float64x2_t sum2 = vdupq_n_f64(0);
     float32x4_t vmax = vdupq_n_f32(max);
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vmax));
+        float32x4_t e = exp4(vsubq_f32(vmulq_n_f32(vld1q_f32(x + i), scale), vmax));
         vst1q_f32(x + i, e);
         sum2 = vaddq_f64(sum2, vcvt_f64_f32(vget_low_f32(e)));
         sum2 = vaddq_f64(sum2, vcvt_high_f64_f32(e));
     }
     double sum = vaddvq_f64(sum2);
-    for (; i < n; i++) sum += x[i] = simd_exp1(x[i] - max);
-    float inv = (float)(1.0 / sum);
-    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
+    for (; i < n; i++) sum += x[i] = simd_exp1(x[i] * scale - max);
+    *max_out = max;
+    return sum;
+}
+
+void simd_softmax_neon(float *x, int64_t n) {
+    if (n <= 0) return;
+    float max;
+    float inv = (float)(1.0 / simd_exp_sum_neon(x, n, 1.0f, &max));
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
     for (; i < n; i++) x[i] *= inv;
 }
 

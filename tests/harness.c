@@ -104,3 +104,18 @@ int harness_count_lines(const char *text) {
         if (*p == '\n' || !p[1]) n++;
     return n;
 }
+
+char *harness_synth_tiny(const char *dir, const char *type, char **err) {
+    size_t size = strlen(dir) + strlen(type) + 16;
+    char *path = malloc(size);
+    if (!path) return NULL;
+    snprintf(path, size, "%s/tiny-%s.gguf", dir, type);
+    harness_result r = harness_run("%s synth tiny --gguf %s -o %s", harness_grok2(), type, path);
+    if (r.status != 0) {
+        free(path);
+        path = NULL;
+        if (err) *err = r.err, r.err = NULL;
+    }
+    harness_result_free(&r);
+    return path;
+}

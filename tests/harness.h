@@ -21,6 +21,9 @@ typedef struct {
 /* Runs a shell command line (sh -c) with stdin from /dev/null and captures its output. */
 harness_result harness_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void harness_result_free(harness_result *r);
+/* `grok2 synth tiny --gguf TYPE` into DIR/tiny-TYPE.gguf. The malloc'd path, or NULL with the
+ * command's stderr in *err (malloc'd; may be NULL). */
+char *harness_synth_tiny(const char *dir, const char *type, char **err);
 /* Number of lines in text (a last line without newline counts). */
 int harness_count_lines(const char *text);
 /* Whole file into a malloc'd NUL-terminated buffer (NULL if unreadable); *len if non-NULL. */

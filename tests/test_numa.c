@@ -92,11 +92,8 @@ Test(numa, pretend_nodes_split_the_cpus_and_bad_counts_are_refused) {
 }
 
 static char *synth(const char *dir, const char *type) {
-    char *path = malloc(strlen(dir) + 32);
-    sprintf(path, "%s/tiny-%s.gguf", dir, type);
-    harness_result r = harness_run("%s synth tiny --gguf %s -o %s", harness_grok2(), type, path);
-    cr_assert_eq(r.status, 0, "synth: %s", r.err);
-    harness_result_free(&r);
+    char *err = NULL, *path = harness_synth_tiny(dir, type, &err);
+    cr_assert(path, "synth tiny %s: %s", type, err);
     return path;
 }
 

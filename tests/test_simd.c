@@ -56,6 +56,7 @@ ON_EVERY_ISA(simd_vecmath, exp_within_stated_error_of_libm_on_every_isa, "exp")
 ON_EVERY_ISA(simd_vecmath, tanh_within_stated_error_of_libm_on_every_isa, "tanh")
 ON_EVERY_ISA(simd_vecmath, gelu_within_stated_error_of_libm_on_every_isa, "gelu")
 ON_EVERY_ISA(simd_vecmath, softmax_within_stated_error_of_libm_on_every_isa, "softmax")
+ON_EVERY_ISA(simd_vecmath, exp_sum_within_stated_error_of_libm_on_every_isa, "exp_sum")
 ON_EVERY_ISA(simd_vecmath, rmsnorm_within_stated_error_of_libm_on_every_isa, "rmsnorm")
 
 /* ---- the reference and the oracle, tied to quant/ --------------------------------------------- */

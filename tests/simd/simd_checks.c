@@ -547,7 +547,7 @@ DOT_CHECK(bf16, SIMD_TYPE_BF16)
 static void check_table(const simd_kernels *k, check_log *log) {
     const simd_kernels *ref = simd_kernels_scalar();
     CHECK(log, k->quantize_q8_0 && k->quantize_q8_k, "%s: quantizers missing", k->name);
-    CHECK(log, k->exp && k->tanh && k->gelu && k->softmax && k->rmsnorm, "%s: vector math missing", k->name);
+    CHECK(log, k->exp && k->tanh && k->gelu && k->softmax && k->exp_sum && k->rmsnorm, "%s: vector math missing", k->name);
     for (uint32_t id = 0; id < SIMD_TYPE_LIMIT; id++) {
         const simd_type_kernels *t = simd_type_kernels_get(k, id), *rt = simd_type_kernels_get(ref, id);
         CHECK(log, (t == NULL) == (rt == NULL), "%s: type %u present in one table only", k->name, id);
@@ -696,6 +696,45 @@ static void check_softmax(const simd_kernels *k, check_log *log) {
     }
 }
 
+/* A softmax's numerators with a scale (attention in parts): the max is the float max of the
+ * float products scale * x_i, exactly; each e^(scale x_i - max) within exp's error plus the float
+ * rounding of the difference; the returned sum is the sum of the outputs (in double). */
+static void check_exp_sum(const simd_kernels *k, check_log *log) {
+    check_rng rng = {82};
+    static const int64_t lengths[] = {0, 1, 2, 7, 8, 9, 16, 17, 31, 100, 256, 1000};
+    static const float scales[] = {1.0f, 0.37f, 51.3f};
+    for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+        for (size_t si = 0; si < sizeof scales / sizeof scales[0]; si++) {
+            int64_t n = lengths[li];
+            float scale = scales[si];
+            float *x = xmalloc((size_t)n * sizeof(float) + 1);
+            float *scaled = xmalloc((size_t)n * sizeof(float) + 1);
+            for (int64_t i = 0; i < n; i++) x[i] = (float)check_gauss(&rng);
+            float want_max = -INFINITY;
+            for (int64_t i = 0; i < n; i++) {
+                scaled[i] = x[i] * scale;
+                want_max = scaled[i] > want_max ? scaled[i] : want_max;
+            }
+            float max = 0;
+            double sum = k->exp_sum(x, n, scale, &max);
+            CHECK(log, max == want_max, "%s exp_sum n=%lld scale %g: max %.9g (want %.9g)", k->name, (long long)n,
+                  scale, max, want_max);
+            double own_sum = 0;
+            for (int64_t i = 0; i < n; i++) {
+                double want = exp((double)scaled[i] - want_max);
+                own_sum += x[i];
+                check_error(log, fabs(x[i] - want),
+                            (SIMD_EXP_MAX_REL + 0x1p-24 * fabs((double)scaled[i] - want_max)) * want + 0x1p-148,
+                            "%s exp_sum n=%lld scale %g [%lld] = %.9g (want %.9g)", k->name, (long long)n, scale,
+                            (long long)i, x[i], want);
+            }
+            check_error(log, fabs(sum - own_sum), 1e-12 * own_sum, "%s exp_sum n=%lld: sum %.17g, outputs add to %.17g",
+                        k->name, (long long)n, sum, own_sum);
+            free(x);
+            free(scaled);
+        }
+}
+
 static void check_rmsnorm(const simd_kernels *k, check_log *log) {
     check_rng rng = {81};
     static const int64_t lengths[] = {1, 7, 8, 9, 16, 33, 100, 1000, 8192};
@@ -746,6 +785,7 @@ const simd_check simd_checks[] = {
     {"tanh", check_tanh},
     {"gelu", check_gelu},
     {"softmax", check_softmax},
+    {"exp_sum", check_exp_sum},
     {"rmsnorm", check_rmsnorm},
     {NULL, NULL},
 };
