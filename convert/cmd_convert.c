@@ -101,7 +101,7 @@ static int convert(const convert_options *o, g2_error *err) {
     if (rc == 0) {
         plan_tensors(t, n, mix, &o->overrides, (int)h->config.n_layers);
         w = gguf_writer_new();
-        pool = o->dry_run ? NULL : pool_new((int)o->threads);
+        pool = o->dry_run ? NULL : thread_pool_new((int)o->threads);
         if (!w || (!o->dry_run && !pool)) rc = g2_fail(err, "out of memory");
     }
     char name[256];
@@ -111,7 +111,7 @@ static int convert(const convert_options *o, g2_error *err) {
     write_job job = {.label = "convert", .out_path = o->out, .dry_run = o->dry_run, .pool = pool};
     if (rc == 0) rc = write_gguf(w, t, n, &job, err);
     gguf_writer_free(w);
-    pool_free(pool);
+    thread_pool_free(pool);
     conv_tensors_free(t, n);
     hf_checkpoint_close(h);
     return rc;

@@ -146,14 +146,14 @@ static int quantize(const quantize_options *o, g2_error *err) {
     }
     if (rc == 0) {
         w = gguf_writer_new();
-        pool = o->dry_run ? NULL : pool_new((int)o->threads);
+        pool = o->dry_run ? NULL : thread_pool_new((int)o->threads);
         if (!w || (!o->dry_run && !pool)) rc = g2_fail(err, "out of memory");
     }
     if (rc == 0) rc = copy_metadata(w, f, mix, err);
     write_job job = {.label = "quantize", .out_path = o->out, .dry_run = o->dry_run, .pool = pool};
     if (rc == 0) rc = write_gguf(w, t, n, &job, err);
     gguf_writer_free(w);
-    pool_free(pool);
+    thread_pool_free(pool);
     conv_tensors_free(t, n);
     gguf_close(f);
     return rc;

@@ -215,7 +215,7 @@ int cmd_synth(int argc, char **argv) {
     if (rc == 0 && !o.dry_run)
         rc = o.gguf_type ? check_output_path(o.out, o.force, &err) : prepare_dir(o.out, o.force, &err);
     if (rc == 0) rc = tok_vocab_synthesize(&vocab, o.model.config.vocab, &err);
-    if (rc == 0 && !(pool = pool_new((int)o.threads))) rc = g2_fail(&err, "cannot start threads");
+    if (rc == 0 && !(pool = thread_pool_new((int)o.threads))) rc = g2_fail(&err, "cannot start threads");
     if (rc == 0) rc = o.gguf_type ? write_synth_gguf(&o, &vocab, pool, &err)
                                   : synth_write_checkpoint(&o.model, &vocab, o.out, pool, false, &err);
     if (rc == 0 && !o.gguf_type)
@@ -223,7 +223,7 @@ int cmd_synth(int argc, char **argv) {
                 o.preset, o.out, (unsigned long long)o.model.seed, (long long)(vocab.n_regular - 256),
                 (long long)vocab.n_special);
     if (rc) fprintf(stderr, "grok2 synth: %s\n", err.msg);
-    pool_free(pool);
+    thread_pool_free(pool);
     tok_vocab_free(&vocab);
     plan_overrides_free(&o.overrides);
     return rc ? 1 : 0;

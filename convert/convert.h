@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../pool/pool.h"
 #include "../quant/quant.h"
 
 /* ---- subcommands (argv[0] is the subcommand name; 0 ok, 1 error, 2 usage) ----------------- */
@@ -314,15 +315,7 @@ void hf_checkpoint_close(hf_checkpoint *h);
  * shapes, ranks and duplicates against the config. */
 int hf_checkpoint_tensors(const hf_checkpoint *h, conv_tensor **out, int64_t *n_out, g2_error *err);
 
-/* ---- threads and progress (thread_pool.c, progress.c) ------------------------------------- */
-typedef struct thread_pool thread_pool;
-/* n_threads workers including the calling thread (<= 0: every online CPU). */
-thread_pool *pool_new(int n_threads);
-void pool_free(thread_pool *p);
-int pool_size(const thread_pool *p);
-/* Runs fn(arg, thread) on every thread, the caller being thread 0; returns when all are done. */
-void pool_run(thread_pool *p, void (*fn)(void *arg, int thread), void *arg);
-int cpu_count(void);
+/* ---- progress (progress.c); threads: pool/pool.h ----------------------------------------- */
 
 typedef struct {
     const char *label;

@@ -143,14 +143,13 @@ int cmd_bench(int argc, char **argv) {
         g2_fail(&err, "depth + tokens = %u exceeds the model's context of %u", need, model->hp.n_ctx_train);
         goto done;
     }
-    /* as many threads as the context's measure the bandwidth the decode is judged against; made
-     * first, because a sharded context pins this thread and new threads inherit its CPUs */
+    if (grok_context_new(&ctx, model, &o.ctx, &err)) goto done;
+    /* as many threads as the context's measure the bandwidth the decode is judged against */
     thread_pool *pool = thread_pool_new(o.ctx.n_threads);
     double bandwidth = pool ? measure_read_bandwidth(pool, (size_t)1 << 30, 3) : 0;
     double int8_peak = pool && o.prompt ? bench_int8_peak(pool, simd_kernels_get()) / 1e9 : 0; /* G/s */
     int threads = pool ? thread_pool_size(pool) : 0;
     thread_pool_free(pool);
-    if (grok_context_new(&ctx, model, &o.ctx, &err)) goto done;
     uint32_t vocab = model->hp.n_vocab, n_tokens = need > 0 ? need : 1;
     tokens = malloc(n_tokens * sizeof *tokens);
     logits = malloc(vocab * sizeof *logits);

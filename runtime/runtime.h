@@ -7,32 +7,13 @@
 #include <sched.h>
 #include <stdio.h>
 
+#include "../pool/pool.h"
 #include "../quant/quant.h"
 
 /* `grok2 info FILE.gguf [--json] [--bandwidth GBPS]` */
 int cmd_info(int argc, char **argv);
 
-/* ---- thread pool ------------------------------------------------------------------------- */
-/* Created once; run() hands out task indices 0..n_tasks-1 to the workers and the caller and
- * returns when all are done. Tasks are described by plain structs passed as ctx. */
-typedef struct thread_pool thread_pool;
-typedef void (*pool_task_fn)(void *ctx, int64_t task, int thread);
-thread_pool *thread_pool_new(int n_threads); /* n_threads counts the caller; <= 0: all cores */
-void thread_pool_free(thread_pool *pool);
-int thread_pool_size(const thread_pool *pool);
-void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_tasks);
-/* Threads in groups (one per NUMA node): threads_per_group[g] >= 1 threads each, pinned to
- * group_cpus[g] when group_cpus is not NULL (the caller, thread 0 of group 0, too). Thread
- * indices are group-major. NULL if a thread cannot be had. The caller stays on group 0's CPUs
- * until thread_pool_free gives its own back; threads it starts meanwhile inherit them. */
-#define POOL_MAX_GROUPS 16
-thread_pool *thread_pool_new_groups(int n_groups, const int *threads_per_group, const cpu_set_t *group_cpus);
-int thread_pool_groups(const thread_pool *pool);
-int thread_pool_group_size(const thread_pool *pool, int group);
-/* A grouped job: group g's threads run only its group_tasks[g] tasks, which are numbered after
- * those of groups 0..g-1. */
-void thread_pool_run_groups(thread_pool *pool, pool_task_fn fn, void *ctx, const int64_t *group_tasks);
-
+/* ---- thread pool (pool/pool.h) --------------------------------------------------------- */
 /* Best of `repetitions` all-thread reads of a fresh buffer of `bytes`, in GB/s (0 if the buffer
  * cannot be had). */
 double measure_read_bandwidth(thread_pool *pool, size_t bytes, int repetitions);
