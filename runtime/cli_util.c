@@ -53,6 +53,30 @@ int cli_u32(const char *command, const char *flag, const char *value, uint32_t *
     return 0;
 }
 
+int cli_session_open(cli_session *s, const char *model_path, bool with_tokenizer, g2_error *err) {
+    if (grok_model_load(&s->model, model_path, err)) return -1;
+    return with_tokenizer ? tokenizer_from_gguf(&s->tok, s->model->file, err) : 0;
+}
+
+int cli_session_encode_file(cli_session *s, const char *path, int32_t **ids, size_t *n_ids, g2_error *err) {
+    size_t len;
+    char *text = cli_read_file(path, &len, err);
+    int rc = text ? tokenizer_encode(s->tok, text, len, false, ids, n_ids, err) : -1;
+    free(text);
+    return rc;
+}
+
+int cli_session_context(cli_session *s, const grok_context_params *p, g2_error *err) {
+    return grok_context_new(&s->ctx, s->model, p, err);
+}
+
+void cli_session_close(cli_session *s) {
+    grok_context_free(s->ctx);
+    tokenizer_free(s->tok);
+    grok_model_free(s->model);
+    *s = (cli_session){0};
+}
+
 static int expert_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p);
 
 int cli_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p) {

@@ -131,19 +131,20 @@ int cmd_bench(int argc, char **argv) {
     }
     g2_error err;
     int rc = 1;
-    grok_model *model = NULL;
-    grok_context *ctx = NULL;
+    cli_session session = {0};
     int32_t *tokens = NULL;
     float *logits = NULL;
     double *pp = calloc(o.repetitions, sizeof *pp), *tg = calloc(o.repetitions, sizeof *tg);
-    if (grok_model_load(&model, o.model, &err)) goto done;
+    if (cli_session_open(&session, o.model, false, &err)) goto done;
+    const grok_model *model = session.model;
     uint32_t need = o.depth + (o.prompt > o.generate ? o.prompt : o.generate);
     o.ctx.n_ctx = need > 0 ? need : 1;
     if (o.ctx.n_ctx > model->hp.n_ctx_train) {
         g2_fail(&err, "depth + tokens = %u exceeds the model's context of %u", need, model->hp.n_ctx_train);
         goto done;
     }
-    if (grok_context_new(&ctx, model, &o.ctx, &err)) goto done;
+    if (cli_session_context(&session, &o.ctx, &err)) goto done;
+    grok_context *ctx = session.ctx;
     /* as many threads as the context's measure the bandwidth the decode is judged against */
     thread_pool *pool = thread_pool_new(o.ctx.n_threads);
     double bandwidth = pool ? measure_read_bandwidth(pool, (size_t)1 << 30, 3) : 0;
@@ -217,7 +218,6 @@ done:
     free(tg);
     free(tokens);
     free(logits);
-    grok_context_free(ctx);
-    grok_model_free(model);
+    cli_session_close(&session);
     return rc;
 }

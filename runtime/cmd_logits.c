@@ -144,12 +144,12 @@ int cmd_logits(int argc, char **argv) {
     if (!o.ctx.n_ctx) o.ctx.n_ctx = n;
 
     int rc = 1;
-    grok_model *model = NULL;
-    grok_context *ctx = NULL;
+    cli_session session = {0};
     float *logits = NULL, *step = NULL;
     FILE *out = stdout;
-    if (grok_model_load(&model, o.model, &err) || grok_context_new(&ctx, model, &o.ctx, &err)) goto fail;
-    uint32_t vocab = model->hp.n_vocab;
+    if (cli_session_open(&session, o.model, false, &err) || cli_session_context(&session, &o.ctx, &err)) goto fail;
+    grok_context *ctx = session.ctx;
+    uint32_t vocab = session.model->hp.n_vocab;
     bool keep_all = o.all || o.incremental;
     logits = malloc((size_t)(keep_all ? n : 1) * vocab * sizeof(float));
     step = malloc((size_t)vocab * sizeof(float));
@@ -186,7 +186,6 @@ fail:
     free(logits);
     free(step);
     free(tokens);
-    grok_context_free(ctx);
-    grok_model_free(model);
+    cli_session_close(&session);
     return rc;
 }

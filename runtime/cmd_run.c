@@ -97,15 +97,15 @@ int cmd_run(int argc, char **argv) {
     }
     g2_error err;
     int rc = 1;
-    grok_model *model = NULL;
-    tokenizer *tok = NULL;
-    grok_context *ctx = NULL;
+    cli_session run = {0};
     sampler *sampling = NULL;
     int32_t *ids = NULL;
     float *logits = NULL;
     char *prompt = NULL;
     size_t n_ids = 0;
-    if (grok_model_load(&model, o.model, &err) || tokenizer_from_gguf(&tok, model->file, &err)) goto fail;
+    if (cli_session_open(&run, o.model, true, &err)) goto fail;
+    grok_model *model = run.model;
+    tokenizer *tok = run.tok;
     if (!*o.prompt) {
         g2_fail(&err, "the prompt is empty: give some text with -p");
         goto fail;
@@ -131,7 +131,8 @@ int cmd_run(int argc, char **argv) {
         n_prompt -= first;
     }
     o.ctx.n_ctx = n_ctx;
-    if (grok_context_new(&ctx, model, &o.ctx, &err)) goto fail;
+    if (cli_session_context(&run, &o.ctx, &err)) goto fail;
+    grok_context *ctx = run.ctx;
     uint32_t vocab = model->hp.n_vocab;
     int32_t *grown = realloc(ids, ((size_t)n_ids + o.n_predict + 1) * sizeof *ids); /* room for the history */
     if (grown) ids = grown;
@@ -185,8 +186,6 @@ fail:
     free(ids);
     free(prompt);
     sampler_free(sampling);
-    grok_context_free(ctx);
-    tokenizer_free(tok);
-    grok_model_free(model);
+    cli_session_close(&run);
     return rc;
 }

@@ -268,6 +268,19 @@ int cli_context_flag(const char *command, const char *flag, const char *value, g
 int cli_context_switch(const char *flag, grok_context_params *p);
 /* The --help lines of the NUMA and expert-streaming flags (--numa, --prefetch, --no-mmap, ...). */
 extern const char memory_flags_help[];
+/* What a model command works on: the model, its tokenizer (when asked for), a context. Zeroed,
+ * then cli_session_open, (cli_session_encode_file), cli_session_context; cli_session_close
+ * frees whatever was made. Failures leave a message in err. */
+typedef struct {
+    grok_model *model;
+    struct tokenizer *tok;
+    grok_context *ctx;
+} cli_session;
+int cli_session_open(cli_session *s, const char *model_path, bool with_tokenizer, g2_error *err);
+/* The text of the file at path in tokens (special-token text taken as plain text; malloc'd). */
+int cli_session_encode_file(cli_session *s, const char *path, int32_t **ids, size_t *n_ids, g2_error *err);
+int cli_session_context(cli_session *s, const grok_context_params *p, g2_error *err);
+void cli_session_close(cli_session *s);
 
 /* `grok2 logits`: the tool for every numerical comparison. */
 int cmd_logits(int argc, char **argv);
