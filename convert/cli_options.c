@@ -1,7 +1,9 @@
-/* Option values for the commands: whole numbers in range or a clear message naming the option. */
+/* Option values for the commands (whole numbers in range or a clear message naming the option),
+ * and the options and frame the commands that write a model share. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "convert.h"
 
@@ -31,4 +33,43 @@ const char *cli_value(int argc, char **argv, int *i, g2_error *err) {
         return NULL;
     }
     return argv[++*i];
+}
+
+int write_option_parse(write_options *o, bool output_flag, int argc, char **argv, int *i, g2_error *err) {
+    const char *a = argv[*i], *v;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        o->help = true;
+    } else if (output_flag && (!strcmp(a, "-o") || !strcmp(a, "--output"))) {
+        if (!(o->out = cli_value(argc, argv, i, err))) return -1;
+    } else if (!strcmp(a, "--tensor-type")) {
+        if (!(v = cli_value(argc, argv, i, err)) || plan_override_add(&o->overrides, v, err)) return -1;
+    } else if (!strcmp(a, "--threads")) {
+        if (!(v = cli_value(argc, argv, i, err)) || cli_parse_int(a, v, 1, 4096, &o->threads, err)) return -1;
+    } else if (!strcmp(a, "--dry-run")) {
+        o->dry_run = true;
+    } else if (!strcmp(a, "--force")) {
+        o->force = true;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+int write_command(const char *name, int parsed, g2_error *err, void (*usage)(FILE *out), write_options *w,
+                  int (*work)(void *options, g2_error *err), void *options) {
+    int rc = 0;
+    if (parsed == 1) {
+        usage(stdout);
+    } else if (parsed == 2) {
+        fprintf(stderr, "grok2 %s: %s (see grok2 %s --help)\n", name, err->msg, name);
+        rc = 2;
+    } else {
+        ignore_file_size_signal();
+        if (work(options, err)) {
+            fprintf(stderr, "grok2 %s: %s\n", name, err->msg);
+            rc = 1;
+        }
+    }
+    plan_overrides_free(&w->overrides);
+    return rc;
 }

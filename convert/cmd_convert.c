@@ -33,30 +33,21 @@ static void usage(FILE *out) {
 }
 
 typedef struct {
-    const char *dir, *out, *type;
-    type_overrides overrides;
-    int64_t threads;
-    bool dry_run, force;
+    const char *dir, *type;
+    write_options w;
 } convert_options;
 
 /* 0 ok, 1 help, 2 usage error */
 static int parse(int argc, char **argv, convert_options *o, g2_error *err) {
     o->type = "q4_k_m";
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
-        if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (!(o->out = cli_value(argc, argv, &i, err))) return 2;
-        } else if (!strcmp(a, "--type")) {
+        const char *a = argv[i];
+        int shared = write_option_parse(&o->w, true, argc, argv, &i, err);
+        if (shared < 0) return 2;
+        if (o->w.help) return 1;
+        if (shared) continue;
+        if (!strcmp(a, "--type")) {
             if (!(o->type = cli_value(argc, argv, &i, err))) return 2;
-        } else if (!strcmp(a, "--tensor-type")) {
-            if (!(v = cli_value(argc, argv, &i, err)) || plan_override_add(&o->overrides, v, err)) return 2;
-        } else if (!strcmp(a, "--threads")) {
-            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 1, 4096, &o->threads, err)) return 2;
-        } else if (!strcmp(a, "--dry-run")) {
-            o->dry_run = true;
-        } else if (!strcmp(a, "--force")) {
-            o->force = true;
         } else if (a[0] != '-' && !o->dir) {
             o->dir = a;
         } else {
@@ -68,7 +59,7 @@ static int parse(int argc, char **argv, convert_options *o, g2_error *err) {
         g2_fail(err, "HF_DIR is required");
         return 2;
     }
-    if (!o->out && !o->dry_run) {
+    if (!o->w.out && !o->w.dry_run) {
         g2_fail(err, "-o OUT.gguf is required");
         return 2;
     }
@@ -88,30 +79,27 @@ static void model_name(const char *dir, char *buf, size_t size) {
     snprintf(buf, size, "%.*s", (int)(n - start), dir + start);
 }
 
-static int convert(const convert_options *o, g2_error *err) {
+static int convert(void *options, g2_error *err) {
+    const convert_options *o = options;
     const type_mix *mix = plan_mix_by_name(o->type);
-    if (!o->dry_run && check_output_path(o->out, o->force, err)) return -1;
+    if (!o->w.dry_run && check_output_path(o->w.out, o->w.force, err)) return -1;
     hf_checkpoint *h;
     if (hf_checkpoint_open(o->dir, &h, err)) return -1;
     conv_tensor *t = NULL;
     int64_t n = 0;
     gguf_writer *w = NULL;
-    thread_pool *pool = NULL;
     int rc = hf_checkpoint_tensors(h, &t, &n, err);
     if (rc == 0) {
-        plan_tensors(t, n, mix, &o->overrides, (int)h->config.n_layers);
-        w = gguf_writer_new();
-        pool = o->dry_run ? NULL : thread_pool_new((int)o->threads);
-        if (!w || (!o->dry_run && !pool)) rc = g2_fail(err, "out of memory");
+        plan_tensors(t, n, mix, &o->w.overrides, (int)h->config.n_layers);
+        if (!(w = gguf_writer_new())) rc = g2_fail(err, "out of memory");
     }
     char name[256];
     model_name(o->dir, name, sizeof name);
     if (rc == 0) rc = meta_set_model(w, &h->config, name, plan_mix_file_type(mix), err);
     if (rc == 0 && h->has_vocab) rc = meta_set_tokenizer(w, &h->vocab, h->config.vocab, err);
-    write_job job = {.label = "convert", .out_path = o->out, .dry_run = o->dry_run, .pool = pool};
+    write_job job = {.label = "convert", .out_path = o->w.out, .dry_run = o->w.dry_run, .threads = (int)o->w.threads};
     if (rc == 0) rc = write_gguf(w, t, n, &job, err);
     gguf_writer_free(w);
-    thread_pool_free(pool);
     conv_tensors_free(t, n);
     hf_checkpoint_close(h);
     return rc;
@@ -121,19 +109,5 @@ int cmd_convert(int argc, char **argv) {
     convert_options o = {0};
     g2_error err = {{0}};
     int parsed = parse(argc, argv, &o, &err);
-    int rc = 0;
-    if (parsed == 1) {
-        usage(stdout);
-    } else if (parsed == 2) {
-        fprintf(stderr, "grok2 convert: %s (see grok2 convert --help)\n", err.msg);
-        rc = 2;
-    } else {
-        ignore_file_size_signal();
-        if (convert(&o, &err)) {
-            fprintf(stderr, "grok2 convert: %s\n", err.msg);
-            rc = 1;
-        }
-    }
-    plan_overrides_free(&o.overrides);
-    return rc;
+    return write_command("convert", parsed, &err, usage, &o.w, convert, &o);
 }

@@ -339,7 +339,8 @@ typedef struct {
     const char *label;   /* "convert", "quantize", "synth": prefixes messages */
     const char *out_path;
     bool dry_run;        /* print the plan to stdout and write nothing */
-    thread_pool *pool;
+    thread_pool *pool;   /* NULL: a pool of `threads` is made for the write (<= 0: every CPU) */
+    int threads;
 } write_job;
 
 /* Declares the tensors (types already planned) on w, reports fallbacks once per tensor, and
@@ -378,6 +379,23 @@ int cli_parse_int(const char *opt, const char *text, int64_t min, int64_t max, i
 int cli_parse_double(const char *opt, const char *text, double *out, g2_error *err);
 /* The value of option argv[*i] (advancing *i); NULL with a message when it is missing. */
 const char *cli_value(int argc, char **argv, int *i, g2_error *err);
+/* The options of the commands that write a model (convert, quantize, synth): -o/--output OUT
+ * (where the command takes it as an option), --tensor-type RE=TYPE (repeatable), --threads N,
+ * --dry-run, --force, -h/--help. */
+typedef struct {
+    const char *out;
+    type_overrides overrides;
+    int64_t threads;
+    bool dry_run, force, help;
+} write_options;
+/* argv[*i] as one of them: 1 when it is (its value consumed), 0 when it is not, -1 on a missing
+ * or bad value (message in err). */
+int write_option_parse(write_options *o, bool output_flag, int argc, char **argv, int *i, g2_error *err);
+/* The frame of those commands: parsed 1 prints the help to stdout (exit 0); 2 prints "grok2 NAME:
+ * MESSAGE (see grok2 NAME --help)" (exit 2); 0 runs work(options) with SIGXFSZ ignored, a failure
+ * printed as "grok2 NAME: MESSAGE" (exit 1). Frees the overrides. */
+int write_command(const char *name, int parsed, g2_error *err, void (*usage)(FILE *out), write_options *w,
+                  int (*work)(void *options, g2_error *err), void *options);
 bool path_exists(const char *path);
 /* A whole (small) file, NUL-terminated; NULL with a message naming the file. */
 char *read_text_file(const char *path, size_t *len, g2_error *err);

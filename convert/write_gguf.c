@@ -177,7 +177,10 @@ int write_gguf(gguf_writer *w, conv_tensor *t, int64_t n, const write_job *job, 
         print_plan(t, n, gguf_writer_total_size(w));
         return 0;
     }
-    pipeline p = {.w = w, .pool = job->pool};
+    int threads = job->threads > 0 ? job->threads : pool_process_cpu_count();
+    thread_pool *own = job->pool ? NULL : thread_pool_new(threads);
+    pipeline p = {.w = w, .pool = job->pool ? job->pool : own};
+    if (!p.pool) return g2_fail(err, "%s: cannot start %d threads", job->label, threads);
     uint64_t total = 0;
     for (int64_t i = 0; i < n; i++) total += t[i].src_bytes;
     int rc = alloc_buffers(&p, t, n) ? g2_fail(err, "%s: out of memory for the chunk buffers", job->label) : 0;
@@ -198,5 +201,6 @@ int write_gguf(gguf_writer *w, conv_tensor *t, int64_t n, const write_job *job, 
         progress_abort(&p.bar);
     }
     free_buffers(&p);
+    thread_pool_free(own);
     return rc;
 }
