@@ -35,11 +35,11 @@ const char *cli_value(int argc, char **argv, int *i, g2_error *err) {
     return argv[++*i];
 }
 
-int write_option_parse(write_options *o, bool output_flag, int argc, char **argv, int *i, g2_error *err) {
+/* argv[*i] as a shared option: 1 when it is (its value consumed), 0 when it is not, -1 on a
+ * missing or bad value (message in err). */
+static int shared_option(write_options *o, bool output_flag, int argc, char **argv, int *i, g2_error *err) {
     const char *a = argv[*i], *v;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-        o->help = true;
-    } else if (output_flag && (!strcmp(a, "-o") || !strcmp(a, "--output"))) {
+    if (output_flag && (!strcmp(a, "-o") || !strcmp(a, "--output"))) {
         if (!(o->out = cli_value(argc, argv, i, err))) return -1;
     } else if (!strcmp(a, "--tensor-type")) {
         if (!(v = cli_value(argc, argv, i, err)) || plan_override_add(&o->overrides, v, err)) return -1;
@@ -55,18 +55,33 @@ int write_option_parse(write_options *o, bool output_flag, int argc, char **argv
     return 1;
 }
 
-int write_command(const char *name, int parsed, g2_error *err, void (*usage)(FILE *out), write_options *w,
-                  int (*work)(void *options, g2_error *err), void *options) {
-    int rc = 0;
-    if (parsed == 1) {
-        usage(stdout);
-    } else if (parsed == 2) {
-        fprintf(stderr, "grok2 %s: %s (see grok2 %s --help)\n", name, err->msg, name);
-        rc = 2;
+/* 0 ok, 1 help, 2 usage error (message in err) */
+static int parse(const write_command_def *def, write_options *w, void *options, int argc, char **argv,
+                 g2_error *err) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+        int shared = shared_option(w, def->output_flag, argc, argv, &i, err);
+        if (shared < 0) return 2;
+        if (shared) continue;
+        int own = def->own_option(options, argc, argv, &i, err);
+        if (own == 0) g2_fail(err, "unknown argument '%s'", argv[i]);
+        if (own <= 0) return 2;
+    }
+    return def->check(options, err) ? 2 : 0;
+}
+
+int write_command(const write_command_def *def, write_options *w, void *options, int argc, char **argv) {
+    g2_error err = {{0}};
+    int rc = parse(def, w, options, argc, argv, &err);
+    if (rc == 1) {
+        def->usage(stdout);
+        rc = 0;
+    } else if (rc == 2) {
+        fprintf(stderr, "grok2 %s: %s (see grok2 %s --help)\n", def->name, err.msg, def->name);
     } else {
         ignore_file_size_signal();
-        if (work(options, err)) {
-            fprintf(stderr, "grok2 %s: %s\n", name, err->msg);
+        if (def->work(options, &err)) {
+            fprintf(stderr, "grok2 %s: %s\n", def->name, err.msg);
             rc = 1;
         }
     }

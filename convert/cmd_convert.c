@@ -37,36 +37,20 @@ typedef struct {
     write_options w;
 } convert_options;
 
-/* 0 ok, 1 help, 2 usage error */
-static int parse(int argc, char **argv, convert_options *o, g2_error *err) {
-    o->type = "q4_k_m";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int shared = write_option_parse(&o->w, true, argc, argv, &i, err);
-        if (shared < 0) return 2;
-        if (o->w.help) return 1;
-        if (shared) continue;
-        if (!strcmp(a, "--type")) {
-            if (!(o->type = cli_value(argc, argv, &i, err))) return 2;
-        } else if (a[0] != '-' && !o->dir) {
-            o->dir = a;
-        } else {
-            g2_fail(err, "unknown argument '%s'", a);
-            return 2;
-        }
-    }
-    if (!o->dir) {
-        g2_fail(err, "HF_DIR is required");
-        return 2;
-    }
-    if (!o->w.out && !o->w.dry_run) {
-        g2_fail(err, "-o OUT.gguf is required");
-        return 2;
-    }
-    if (!plan_mix_by_name(o->type)) {
-        g2_fail(err, "unknown --type '%s'", o->type);
-        return 2;
-    }
+static int convert_option(void *options, int argc, char **argv, int *i, g2_error *err) {
+    convert_options *o = options;
+    const char *a = argv[*i];
+    if (!strcmp(a, "--type")) return (o->type = cli_value(argc, argv, i, err)) ? 1 : -1;
+    if (a[0] == '-' || o->dir) return 0;
+    o->dir = a;
+    return 1;
+}
+
+static int convert_check(void *options, g2_error *err) {
+    const convert_options *o = options;
+    if (!o->dir) return g2_fail(err, "HF_DIR is required");
+    if (!o->w.out && !o->w.dry_run) return g2_fail(err, "-o OUT.gguf is required");
+    if (!plan_mix_by_name(o->type)) return g2_fail(err, "unknown --type '%s'", o->type);
     return 0;
 }
 
@@ -106,8 +90,7 @@ static int convert(void *options, g2_error *err) {
 }
 
 int cmd_convert(int argc, char **argv) {
-    convert_options o = {0};
-    g2_error err = {{0}};
-    int parsed = parse(argc, argv, &o, &err);
-    return write_command("convert", parsed, &err, usage, &o.w, convert, &o);
+    static const write_command_def def = {"convert", usage, true, convert_option, convert_check, convert};
+    convert_options o = {.type = "q4_k_m"};
+    return write_command(&def, &o.w, &o, argc, argv);
 }

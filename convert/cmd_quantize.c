@@ -30,34 +30,23 @@ typedef struct {
     const char *in, *type;
     write_options w; /* w.out: the second positional argument */
     bool allow_requantize;
+    int n_positional;
 } quantize_options;
 
-static int parse(int argc, char **argv, quantize_options *o, g2_error *err) {
+static int quantize_option(void *options, int argc, char **argv, int *i, g2_error *err) {
+    quantize_options *o = options;
+    const char *a = argv[*i];
     const char **positional[] = {&o->in, &o->w.out, &o->type};
-    int n_positional = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int shared = write_option_parse(&o->w, false, argc, argv, &i, err);
-        if (shared < 0) return 2;
-        if (o->w.help) return 1;
-        if (shared) continue;
-        if (!strcmp(a, "--allow-requantize")) {
-            o->allow_requantize = true;
-        } else if (a[0] != '-' && n_positional < 3) {
-            *positional[n_positional++] = a;
-        } else {
-            g2_fail(err, "unknown argument '%s'", a);
-            return 2;
-        }
-    }
-    if (n_positional < 3) {
-        g2_fail(err, "IN.gguf, OUT.gguf and TYPE are required");
-        return 2;
-    }
-    if (!plan_mix_by_name(o->type)) {
-        g2_fail(err, "unknown TYPE '%s'", o->type);
-        return 2;
-    }
+    if (!strcmp(a, "--allow-requantize")) o->allow_requantize = true;
+    else if (a[0] != '-' && o->n_positional < 3) *positional[o->n_positional++] = a;
+    else return 0;
+    return 1;
+}
+
+static int quantize_check(void *options, g2_error *err) {
+    const quantize_options *o = options;
+    if (o->n_positional < 3) return g2_fail(err, "IN.gguf, OUT.gguf and TYPE are required");
+    if (!plan_mix_by_name(o->type)) return g2_fail(err, "unknown TYPE '%s'", o->type);
     return 0;
 }
 
@@ -149,8 +138,7 @@ static int quantize(void *options, g2_error *err) {
 }
 
 int cmd_quantize(int argc, char **argv) {
+    static const write_command_def def = {"quantize", usage, false, quantize_option, quantize_check, quantize};
     quantize_options o = {0};
-    g2_error err = {{0}};
-    int parsed = parse(argc, argv, &o, &err);
-    return write_command("quantize", parsed, &err, usage, &o.w, quantize, &o);
+    return write_command(&def, &o.w, &o, argc, argv);
 }

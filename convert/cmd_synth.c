@@ -67,67 +67,54 @@ static const dim_flag dim_flags[] = {
     {"--tp", SIZE_MAX, 4096},
 };
 
+#define N_DIM_FLAGS (sizeof dim_flags / sizeof dim_flags[0])
+
 typedef struct {
     const char *preset, *gguf_type;
     synth_model model;
     write_options w;
+    /* while parsing: the dimensions given, applied to the preset at the end */
+    int64_t dims[N_DIM_FLAGS];
+    bool dim_set[N_DIM_FLAGS], preset_given;
 } synth_options;
 
-/* 0 ok, 1 done (help), 2 usage error (message in err) */
-static int parse(int argc, char **argv, synth_options *o, g2_error *err) {
-    o->preset = "tiny";
-    o->model.seed = 1;
-    int64_t dims[sizeof dim_flags / sizeof dim_flags[0]];
-    bool set[sizeof dim_flags / sizeof dim_flags[0]] = {0};
-    bool preset_given = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        size_t k;
-        for (k = 0; k < sizeof dim_flags / sizeof dim_flags[0] && strcmp(a, dim_flags[k].flag); k++) {}
-        int shared = write_option_parse(&o->w, true, argc, argv, &i, err);
-        if (shared < 0) return 2;
-        if (o->w.help) return 1;
-        if (shared) continue;
-        if (k < sizeof dim_flags / sizeof dim_flags[0]) {
-            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 1, dim_flags[k].max, &dims[k], err)) return 2;
-            set[k] = true;
-        } else if (!strcmp(a, "--gguf")) {
-            if (!(o->gguf_type = cli_value(argc, argv, &i, err))) return 2;
-        } else if (!strcmp(a, "--seed")) {
-            int64_t seed;
-            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 0, INT64_MAX, &seed, err)) return 2;
-            o->model.seed = (uint64_t)seed;
-        } else if (!strcmp(a, "--router-skew")) {
-            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_double(a, v, &o->model.router_skew, err)) return 2;
-        } else if (a[0] != '-' && !preset_given) {
-            o->preset = a;
-            preset_given = true;
-        } else {
-            g2_fail(err, "unknown argument '%s'", a);
-            return 2;
+static int synth_option(void *options, int argc, char **argv, int *i, g2_error *err) {
+    synth_options *o = options;
+    const char *a = argv[*i], *v;
+    size_t k;
+    for (k = 0; k < N_DIM_FLAGS && strcmp(a, dim_flags[k].flag); k++) {}
+    if (k < N_DIM_FLAGS) {
+        if (!(v = cli_value(argc, argv, i, err)) || cli_parse_int(a, v, 1, dim_flags[k].max, &o->dims[k], err)) return -1;
+        o->dim_set[k] = true;
+    } else if (!strcmp(a, "--gguf")) {
+        if (!(o->gguf_type = cli_value(argc, argv, i, err))) return -1;
+    } else if (!strcmp(a, "--seed")) {
+        int64_t seed;
+        if (!(v = cli_value(argc, argv, i, err)) || cli_parse_int(a, v, 0, INT64_MAX, &seed, err)) return -1;
+        o->model.seed = (uint64_t)seed;
+    } else if (!strcmp(a, "--router-skew")) {
+        if (!(v = cli_value(argc, argv, i, err)) || cli_parse_double(a, v, &o->model.router_skew, err)) return -1;
+    } else if (a[0] != '-' && !o->preset_given) {
+        o->preset = a;
+        o->preset_given = true;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int synth_check(void *options, g2_error *err) {
+    synth_options *o = options;
+    if (synth_preset(o->preset, &o->model.config, &o->model.tp))
+        return g2_fail(err, "unknown preset '%s' (tiny, mini or grok2)", o->preset);
+    for (size_t k = 0; k < N_DIM_FLAGS; k++)
+        if (o->dim_set[k]) {
+            if (dim_flags[k].offset == SIZE_MAX) o->model.tp = (int)o->dims[k];
+            else *(int64_t *)((char *)&o->model.config + dim_flags[k].offset) = o->dims[k];
         }
-    }
-    if (synth_preset(o->preset, &o->model.config, &o->model.tp)) {
-        g2_fail(err, "unknown preset '%s' (tiny, mini or grok2)", o->preset);
-        return 2;
-    }
-    for (size_t k = 0; k < sizeof dim_flags / sizeof dim_flags[0]; k++)
-        if (set[k]) {
-            if (dim_flags[k].offset == SIZE_MAX) o->model.tp = (int)dims[k];
-            else *(int64_t *)((char *)&o->model.config + dim_flags[k].offset) = dims[k];
-        }
-    if (!o->w.out) {
-        g2_fail(err, "-o DIR (or -o FILE.gguf with --gguf) is required");
-        return 2;
-    }
-    if (o->w.overrides.count && !o->gguf_type) {
-        g2_fail(err, "--tensor-type applies to --gguf only");
-        return 2;
-    }
-    if (o->w.dry_run && !o->gguf_type) {
-        g2_fail(err, "--dry-run applies to --gguf only");
-        return 2;
-    }
+    if (!o->w.out) return g2_fail(err, "-o DIR (or -o FILE.gguf with --gguf) is required");
+    if (o->w.overrides.count && !o->gguf_type) return g2_fail(err, "--tensor-type applies to --gguf only");
+    if (o->w.dry_run && !o->gguf_type) return g2_fail(err, "--dry-run applies to --gguf only");
     return 0;
 }
 
@@ -210,8 +197,7 @@ static int synth(void *options, g2_error *err) {
 }
 
 int cmd_synth(int argc, char **argv) {
-    synth_options o = {0};
-    g2_error err = {{0}};
-    int parsed = parse(argc, argv, &o, &err);
-    return write_command("synth", parsed, &err, usage, &o.w, synth, &o);
+    static const write_command_def def = {"synth", usage, true, synth_option, synth_check, synth};
+    synth_options o = {.preset = "tiny", .model.seed = 1};
+    return write_command(&def, &o.w, &o, argc, argv);
 }

@@ -386,16 +386,23 @@ typedef struct {
     const char *out;
     type_overrides overrides;
     int64_t threads;
-    bool dry_run, force, help;
+    bool dry_run, force;
 } write_options;
-/* argv[*i] as one of them: 1 when it is (its value consumed), 0 when it is not, -1 on a missing
- * or bad value (message in err). */
-int write_option_parse(write_options *o, bool output_flag, int argc, char **argv, int *i, g2_error *err);
-/* The frame of those commands: parsed 1 prints the help to stdout (exit 0); 2 prints "grok2 NAME:
- * MESSAGE (see grok2 NAME --help)" (exit 2); 0 runs work(options) with SIGXFSZ ignored, a failure
- * printed as "grok2 NAME: MESSAGE" (exit 1). Frees the overrides. */
-int write_command(const char *name, int parsed, g2_error *err, void (*usage)(FILE *out), write_options *w,
-                  int (*work)(void *options, g2_error *err), void *options);
+/* Such a command; each function gets the command's options struct. */
+typedef struct {
+    const char *name;
+    void (*usage)(FILE *out);
+    bool output_flag; /* -o/--output is one of its options */
+    /* argv[*i], not a shared option: 1 taken (*i past its value), 0 not one of its own ("unknown
+     * argument"), -1 a bad value (message in err) */
+    int (*own_option)(void *options, int argc, char **argv, int *i, g2_error *err);
+    int (*check)(void *options, g2_error *err); /* after the last argument: 0, or -1 with a message */
+    int (*work)(void *options, g2_error *err);  /* 0, or -1 with a message */
+} write_command_def;
+/* Parses argv into w and options; --help prints the usage to stdout (exit 0); a usage error prints
+ * "grok2 NAME: MESSAGE (see grok2 NAME --help)" (exit 2); otherwise runs work with SIGXFSZ
+ * ignored, a failure printed as "grok2 NAME: MESSAGE" (exit 1). Frees the overrides. */
+int write_command(const write_command_def *def, write_options *w, void *options, int argc, char **argv);
 bool path_exists(const char *path);
 /* A whole (small) file, NUL-terminated; NULL with a message naming the file. */
 char *read_text_file(const char *path, size_t *len, g2_error *err);
