@@ -144,6 +144,19 @@ static int expert_context_flag(const char *command, const char *flag, const char
     return 0;
 }
 
+int cli_model_flag(const char *command, int argc, char **argv, int *i, const char **model, grok_context_params *p) {
+    const char *a = argv[*i];
+    if (cli_context_switch(a, p)) return 1;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "grok2 %s: %s '%s'\n", command, a[0] == '-' ? "missing value for" : "unexpected argument", a);
+        return -1;
+    }
+    int shared = !strcmp(a, "-m") || !strcmp(a, "--model") ? (*model = argv[*i + 1], 1)
+                                                          : cli_context_flag(command, a, argv[*i + 1], p);
+    if (shared > 0) ++*i;
+    return shared;
+}
+
 int cli_context_switch(const char *flag, grok_context_params *p) {
     if (!strcmp(flag, "--mlock-dense")) p->mlock_dense = true;
     else if (!strcmp(flag, "--no-mmap")) p->no_mmap = true;

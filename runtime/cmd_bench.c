@@ -55,23 +55,16 @@ static int parse_bench_options(int argc, char **argv, bench_options *o) {
             o->json = true;
             continue;
         }
-        if (cli_context_switch(a, &o->ctx)) continue;
-        if (i + 1 >= argc) {
-            fprintf(stderr, "grok2 bench: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
-            return -1;
-        }
-        const char *value = argv[++i];
-        int shared = cli_context_flag("bench", a, value, &o->ctx);
+        int shared = cli_model_flag("bench", argc, argv, &i, &o->model, &o->ctx);
         if (shared < 0) return -1;
         if (shared) continue;
+        const char *value = argv[++i];
         uint32_t *number = !strcmp(a, "-p")        ? &o->prompt
                            : !strcmp(a, "-n")      ? &o->generate
                            : !strcmp(a, "-r")      ? &o->repetitions
                            : !strcmp(a, "--depth") ? &o->depth
                                                    : NULL;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model = value;
-        } else if (number) {
+        if (number) {
             if (cli_u32("bench", a, value, number)) return -1;
         } else {
             fprintf(stderr, "grok2 bench: unknown option '%s'\n", a);

@@ -83,7 +83,7 @@ typedef struct {
 
 static int parse_options(int argc, char **argv, logits_options *o) {
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i];
         int shared;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             logits_usage(stdout);
@@ -92,15 +92,8 @@ static int parse_options(int argc, char **argv, logits_options *o) {
             o->all = true;
         } else if (!strcmp(a, "--incremental")) {
             o->incremental = true;
-        } else if (cli_context_switch(a, &o->ctx)) {
-        } else if (!value) {
-            fprintf(stderr, "grok2 logits: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
-            return -1;
-        } else if ((shared = cli_context_flag("logits", a, value, &o->ctx)) != 0) {
+        } else if ((shared = cli_model_flag("logits", argc, argv, &i, &o->model, &o->ctx)) != 0) {
             if (shared < 0) return -1;
-            i++;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model = argv[++i];
         } else if (!strcmp(a, "--tokens")) {
             o->tokens = argv[++i];
         } else if (!strcmp(a, "--out")) {

@@ -45,18 +45,11 @@ static int parse_perplexity_options(int argc, char **argv, perplexity_options *o
             perplexity_usage(stdout);
             exit(0);
         }
-        if (cli_context_switch(a, &o->ctx)) continue;
-        if (i + 1 >= argc) {
-            fprintf(stderr, "grok2 perplexity: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
-            return -1;
-        }
-        const char *value = argv[++i];
-        int shared = cli_context_flag("perplexity", a, value, &o->ctx);
+        int shared = cli_model_flag("perplexity", argc, argv, &i, &o->model, &o->ctx);
         if (shared < 0) return -1;
         if (shared) continue;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model = value;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+        const char *value = argv[++i];
+        if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             o->file = value;
         } else if (!strcmp(a, "--kl-base")) {
             o->kl_base_out = value;

@@ -34,7 +34,6 @@ typedef struct {
 
 /* Where the value of a flag goes: a text or a number field of o, or neither (NULL). */
 static const char **text_field(profile_options *o, const char *flag) {
-    if (!strcmp(flag, "-m") || !strcmp(flag, "--model")) return &o->model;
     if (!strcmp(flag, "-f") || !strcmp(flag, "--file")) return &o->file;
     if (!strcmp(flag, "-o") || !strcmp(flag, "--output")) return &o->output;
     return NULL;
@@ -53,16 +52,12 @@ static int parse_profile_options(int argc, char **argv, profile_options *o) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             profile_usage(stdout);
             exit(0);
-        } else if (cli_context_switch(a, &o->ctx)) {
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "grok2 profile: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
-            return -1;
-        } else if ((shared = cli_context_flag("profile", a, argv[++i], &o->ctx)) != 0) {
+        } else if ((shared = cli_model_flag("profile", argc, argv, &i, &o->model, &o->ctx)) != 0) {
             if (shared < 0) return -1;
         } else if ((text = text_field(o, a))) {
-            *text = argv[i];
+            *text = argv[++i];
         } else if ((number = number_field(o, a))) {
-            if (cli_u32("profile", a, argv[i], number)) return -1;
+            if (cli_u32("profile", a, argv[++i], number)) return -1;
         } else {
             fprintf(stderr, "grok2 profile: unknown option '%s'\n", a);
             return -1;

@@ -62,15 +62,8 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
             o->no_special = true;
         } else if (!strcmp(a, "--stats")) {
             o->stats = true;
-        } else if (cli_context_switch(a, &o->ctx)) {
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "grok2 run: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
-            return -1;
-        } else if ((shared = cli_context_flag("run", a, argv[i + 1], &o->ctx)) != 0) {
+        } else if ((shared = cli_model_flag("run", argc, argv, &i, &o->model, &o->ctx)) != 0) {
             if (shared < 0) return -1;
-            i++;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model = argv[++i];
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             o->prompt = argv[++i];
         } else if (!strcmp(a, "-n")) {

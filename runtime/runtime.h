@@ -266,6 +266,12 @@ int cli_u32(const char *command, const char *flag, const char *value, uint32_t *
 int cli_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p);
 /* The context flags without a value (--mlock-dense, --no-mmap): 1 when flag is one of them, else 0. */
 int cli_context_switch(const char *flag, grok_context_params *p);
+/* argv[*i] (not one of the command's own switches) as an argument every model command takes:
+ * a context switch, -m/--model FILE into *model, or a context flag with its value. 1 when it is
+ * one (*i past its value); 0 when not, and argv[*i + 1] is there for the command's own flag;
+ * -1 when its value is bad or missing (printed as "grok2 COMMAND: missing value for 'FLAG'", or
+ * "unexpected argument" for a word that is not a flag). */
+int cli_model_flag(const char *command, int argc, char **argv, int *i, const char **model, grok_context_params *p);
 /* The --help lines of the NUMA and expert-streaming flags (--numa, --prefetch, --no-mmap, ...). */
 extern const char memory_flags_help[];
 /* What a model command works on: the model, its tokenizer (when asked for), a context. Zeroed,
