@@ -42,7 +42,7 @@ ifneq ($(NO_ONEDNN),1)
   LDLIBS += -ldnnl -lgomp
 endif
 
-LIB_SRC  := $(wildcard simd/*.c quant/*.c convert/*.c) $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+LIB_SRC  := $(wildcard simd/*.c quant/*.c pool/*.c convert/*.c) $(filter-out runtime/main.c,$(wildcard runtime/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c) tests/harness.c
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)

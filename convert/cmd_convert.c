@@ -33,49 +33,24 @@ static void usage(FILE *out) {
 }
 
 typedef struct {
-    const char *dir, *out, *type;
-    type_overrides overrides;
-    int64_t threads;
-    bool dry_run, force;
+    const char *dir, *type;
+    write_options w;
 } convert_options;
 
-/* 0 ok, 1 help, 2 usage error */
-static int parse(int argc, char **argv, convert_options *o, g2_error *err) {
-    o->type = "q4_k_m";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
-        if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (!(o->out = cli_value(argc, argv, &i, err))) return 2;
-        } else if (!strcmp(a, "--type")) {
-            if (!(o->type = cli_value(argc, argv, &i, err))) return 2;
-        } else if (!strcmp(a, "--tensor-type")) {
-            if (!(v = cli_value(argc, argv, &i, err)) || plan_override_add(&o->overrides, v, err)) return 2;
-        } else if (!strcmp(a, "--threads")) {
-            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 1, 4096, &o->threads, err)) return 2;
-        } else if (!strcmp(a, "--dry-run")) {
-            o->dry_run = true;
-        } else if (!strcmp(a, "--force")) {
-            o->force = true;
-        } else if (a[0] != '-' && !o->dir) {
-            o->dir = a;
-        } else {
-            g2_fail(err, "unknown argument '%s'", a);
-            return 2;
-        }
-    }
-    if (!o->dir) {
-        g2_fail(err, "HF_DIR is required");
-        return 2;
-    }
-    if (!o->out && !o->dry_run) {
-        g2_fail(err, "-o OUT.gguf is required");
-        return 2;
-    }
-    if (!plan_mix_by_name(o->type)) {
-        g2_fail(err, "unknown --type '%s'", o->type);
-        return 2;
-    }
+static int convert_option(void *options, int argc, char **argv, int *i, g2_error *err) {
+    convert_options *o = options;
+    const char *a = argv[*i];
+    if (!strcmp(a, "--type")) return (o->type = cli_value(argc, argv, i, err)) ? 1 : -1;
+    if (a[0] == '-' || o->dir) return 0;
+    o->dir = a;
+    return 1;
+}
+
+static int convert_check(void *options, g2_error *err) {
+    const convert_options *o = options;
+    if (!o->dir) return g2_fail(err, "HF_DIR is required");
+    if (!o->w.out && !o->w.dry_run) return g2_fail(err, "-o OUT.gguf is required");
+    if (!plan_mix_by_name(o->type)) return g2_fail(err, "unknown --type '%s'", o->type);
     return 0;
 }
 
@@ -88,52 +63,34 @@ static void model_name(const char *dir, char *buf, size_t size) {
     snprintf(buf, size, "%.*s", (int)(n - start), dir + start);
 }
 
-static int convert(const convert_options *o, g2_error *err) {
+static int convert(void *options, g2_error *err) {
+    const convert_options *o = options;
     const type_mix *mix = plan_mix_by_name(o->type);
-    if (!o->dry_run && check_output_path(o->out, o->force, err)) return -1;
+    if (!o->w.dry_run && check_output_path(o->w.out, o->w.force, err)) return -1;
     hf_checkpoint *h;
     if (hf_checkpoint_open(o->dir, &h, err)) return -1;
     conv_tensor *t = NULL;
     int64_t n = 0;
     gguf_writer *w = NULL;
-    thread_pool *pool = NULL;
     int rc = hf_checkpoint_tensors(h, &t, &n, err);
     if (rc == 0) {
-        plan_tensors(t, n, mix, &o->overrides, (int)h->config.n_layers);
-        w = gguf_writer_new();
-        pool = o->dry_run ? NULL : pool_new((int)o->threads);
-        if (!w || (!o->dry_run && !pool)) rc = g2_fail(err, "out of memory");
+        plan_tensors(t, n, mix, &o->w.overrides, (int)h->config.n_layers);
+        if (!(w = gguf_writer_new())) rc = g2_fail(err, "out of memory");
     }
     char name[256];
     model_name(o->dir, name, sizeof name);
     if (rc == 0) rc = meta_set_model(w, &h->config, name, plan_mix_file_type(mix), err);
     if (rc == 0 && h->has_vocab) rc = meta_set_tokenizer(w, &h->vocab, h->config.vocab, err);
-    write_job job = {.label = "convert", .out_path = o->out, .dry_run = o->dry_run, .pool = pool};
+    write_job job = {.label = "convert", .out_path = o->w.out, .dry_run = o->w.dry_run, .threads = (int)o->w.threads};
     if (rc == 0) rc = write_gguf(w, t, n, &job, err);
     gguf_writer_free(w);
-    pool_free(pool);
     conv_tensors_free(t, n);
     hf_checkpoint_close(h);
     return rc;
 }
 
 int cmd_convert(int argc, char **argv) {
-    convert_options o = {0};
-    g2_error err = {{0}};
-    int parsed = parse(argc, argv, &o, &err);
-    int rc = 0;
-    if (parsed == 1) {
-        usage(stdout);
-    } else if (parsed == 2) {
-        fprintf(stderr, "grok2 convert: %s (see grok2 convert --help)\n", err.msg);
-        rc = 2;
-    } else {
-        ignore_file_size_signal();
-        if (convert(&o, &err)) {
-            fprintf(stderr, "grok2 convert: %s\n", err.msg);
-            rc = 1;
-        }
-    }
-    plan_overrides_free(&o.overrides);
-    return rc;
+    static const write_command_def def = {"convert", usage, true, convert_option, convert_check, convert};
+    convert_options o = {.type = "q4_k_m"};
+    return write_command(&def, &o.w, &o, argc, argv);
 }

@@ -27,43 +27,26 @@ static void usage(FILE *out) {
 }
 
 typedef struct {
-    const char *in, *out, *type;
-    type_overrides overrides;
-    int64_t threads;
-    bool allow_requantize, dry_run, force;
+    const char *in, *type;
+    write_options w; /* w.out: the second positional argument */
+    bool allow_requantize;
+    int n_positional;
 } quantize_options;
 
-static int parse(int argc, char **argv, quantize_options *o, g2_error *err) {
-    const char **positional[] = {&o->in, &o->out, &o->type};
-    int n_positional = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
-        if (!strcmp(a, "--allow-requantize")) {
-            o->allow_requantize = true;
-        } else if (!strcmp(a, "--tensor-type")) {
-            if (!(v = cli_value(argc, argv, &i, err)) || plan_override_add(&o->overrides, v, err)) return 2;
-        } else if (!strcmp(a, "--threads")) {
-            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 1, 4096, &o->threads, err)) return 2;
-        } else if (!strcmp(a, "--dry-run")) {
-            o->dry_run = true;
-        } else if (!strcmp(a, "--force")) {
-            o->force = true;
-        } else if (a[0] != '-' && n_positional < 3) {
-            *positional[n_positional++] = a;
-        } else {
-            g2_fail(err, "unknown argument '%s'", a);
-            return 2;
-        }
-    }
-    if (n_positional < 3) {
-        g2_fail(err, "IN.gguf, OUT.gguf and TYPE are required");
-        return 2;
-    }
-    if (!plan_mix_by_name(o->type)) {
-        g2_fail(err, "unknown TYPE '%s'", o->type);
-        return 2;
-    }
+static int quantize_option(void *options, int argc, char **argv, int *i, g2_error *err) {
+    quantize_options *o = options;
+    const char *a = argv[*i];
+    const char **positional[] = {&o->in, &o->w.out, &o->type};
+    if (!strcmp(a, "--allow-requantize")) o->allow_requantize = true;
+    else if (a[0] != '-' && o->n_positional < 3) *positional[o->n_positional++] = a;
+    else return 0;
+    return 1;
+}
+
+static int quantize_check(void *options, g2_error *err) {
+    const quantize_options *o = options;
+    if (o->n_positional < 3) return g2_fail(err, "IN.gguf, OUT.gguf and TYPE are required");
+    if (!plan_mix_by_name(o->type)) return g2_fail(err, "unknown TYPE '%s'", o->type);
     return 0;
 }
 
@@ -129,53 +112,33 @@ static int copy_metadata(gguf_writer *w, const gguf_file *f, const type_mix *mix
     return 0;
 }
 
-static int quantize(const quantize_options *o, g2_error *err) {
+static int quantize(void *options, g2_error *err) {
+    const quantize_options *o = options;
     const type_mix *mix = plan_mix_by_name(o->type);
-    if (!o->dry_run && check_output_path(o->out, o->force, err)) return -1;
-    if (!o->dry_run && !strcmp(o->in, o->out)) return g2_fail(err, "IN and OUT are the same file");
+    if (!o->w.dry_run && check_output_path(o->w.out, o->w.force, err)) return -1;
+    if (!o->w.dry_run && !strcmp(o->in, o->w.out)) return g2_fail(err, "IN and OUT are the same file");
     gguf_file *f;
     if (gguf_open(&f, o->in, err)) return -1;
     conv_tensor *t = NULL;
     int64_t n = 0;
     gguf_writer *w = NULL;
-    thread_pool *pool = NULL;
     int rc = input_tensors(f, &t, &n, err);
     if (rc == 0) {
-        plan_tensors(t, n, mix, &o->overrides, n_layers_of(f, t, n));
+        plan_tensors(t, n, mix, &o->w.overrides, n_layers_of(f, t, n));
         rc = check_requantize(t, n, o->allow_requantize, o->in, err);
     }
-    if (rc == 0) {
-        w = gguf_writer_new();
-        pool = o->dry_run ? NULL : pool_new((int)o->threads);
-        if (!w || (!o->dry_run && !pool)) rc = g2_fail(err, "out of memory");
-    }
+    if (rc == 0 && !(w = gguf_writer_new())) rc = g2_fail(err, "out of memory");
     if (rc == 0) rc = copy_metadata(w, f, mix, err);
-    write_job job = {.label = "quantize", .out_path = o->out, .dry_run = o->dry_run, .pool = pool};
+    write_job job = {.label = "quantize", .out_path = o->w.out, .dry_run = o->w.dry_run, .threads = (int)o->w.threads};
     if (rc == 0) rc = write_gguf(w, t, n, &job, err);
     gguf_writer_free(w);
-    pool_free(pool);
     conv_tensors_free(t, n);
     gguf_close(f);
     return rc;
 }
 
 int cmd_quantize(int argc, char **argv) {
+    static const write_command_def def = {"quantize", usage, false, quantize_option, quantize_check, quantize};
     quantize_options o = {0};
-    g2_error err = {{0}};
-    int parsed = parse(argc, argv, &o, &err);
-    int rc = 0;
-    if (parsed == 1) {
-        usage(stdout);
-    } else if (parsed == 2) {
-        fprintf(stderr, "grok2 quantize: %s (see grok2 quantize --help)\n", err.msg);
-        rc = 2;
-    } else {
-        ignore_file_size_signal();
-        if (quantize(&o, &err)) {
-            fprintf(stderr, "grok2 quantize: %s\n", err.msg);
-            rc = 1;
-        }
-    }
-    plan_overrides_free(&o.overrides);
-    return rc;
+    return write_command(&def, &o.w, &o, argc, argv);
 }

@@ -67,76 +67,54 @@ static const dim_flag dim_flags[] = {
     {"--tp", SIZE_MAX, 4096},
 };
 
+#define N_DIM_FLAGS (sizeof dim_flags / sizeof dim_flags[0])
+
 typedef struct {
-    const char *preset, *out, *gguf_type;
+    const char *preset, *gguf_type;
     synth_model model;
-    type_overrides overrides;
-    int64_t threads;
-    bool force, dry_run;
+    write_options w;
+    /* while parsing: the dimensions given, applied to the preset at the end */
+    int64_t dims[N_DIM_FLAGS];
+    bool dim_set[N_DIM_FLAGS], preset_given;
 } synth_options;
 
-/* 0 ok, 1 done (help), 2 usage error (message in err) */
-static int parse(int argc, char **argv, synth_options *o, g2_error *err) {
-    o->preset = "tiny";
-    o->model.seed = 1;
-    int64_t dims[sizeof dim_flags / sizeof dim_flags[0]];
-    bool set[sizeof dim_flags / sizeof dim_flags[0]] = {0};
-    bool preset_given = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        size_t k;
-        for (k = 0; k < sizeof dim_flags / sizeof dim_flags[0] && strcmp(a, dim_flags[k].flag); k++) {}
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
-        if (k < sizeof dim_flags / sizeof dim_flags[0]) {
-            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 1, dim_flags[k].max, &dims[k], err)) return 2;
-            set[k] = true;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (!(o->out = cli_value(argc, argv, &i, err))) return 2;
-        } else if (!strcmp(a, "--gguf")) {
-            if (!(o->gguf_type = cli_value(argc, argv, &i, err))) return 2;
-        } else if (!strcmp(a, "--tensor-type")) {
-            if (!(v = cli_value(argc, argv, &i, err)) || plan_override_add(&o->overrides, v, err)) return 2;
-        } else if (!strcmp(a, "--seed")) {
-            int64_t seed;
-            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 0, INT64_MAX, &seed, err)) return 2;
-            o->model.seed = (uint64_t)seed;
-        } else if (!strcmp(a, "--router-skew")) {
-            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_double(a, v, &o->model.router_skew, err)) return 2;
-        } else if (!strcmp(a, "--threads")) {
-            if (!(v = cli_value(argc, argv, &i, err)) || cli_parse_int(a, v, 1, 4096, &o->threads, err)) return 2;
-        } else if (!strcmp(a, "--force")) {
-            o->force = true;
-        } else if (!strcmp(a, "--dry-run")) {
-            o->dry_run = true;
-        } else if (a[0] != '-' && !preset_given) {
-            o->preset = a;
-            preset_given = true;
-        } else {
-            g2_fail(err, "unknown argument '%s'", a);
-            return 2;
+static int synth_option(void *options, int argc, char **argv, int *i, g2_error *err) {
+    synth_options *o = options;
+    const char *a = argv[*i], *v;
+    size_t k;
+    for (k = 0; k < N_DIM_FLAGS && strcmp(a, dim_flags[k].flag); k++) {}
+    if (k < N_DIM_FLAGS) {
+        if (!(v = cli_value(argc, argv, i, err)) || cli_parse_int(a, v, 1, dim_flags[k].max, &o->dims[k], err)) return -1;
+        o->dim_set[k] = true;
+    } else if (!strcmp(a, "--gguf")) {
+        if (!(o->gguf_type = cli_value(argc, argv, i, err))) return -1;
+    } else if (!strcmp(a, "--seed")) {
+        int64_t seed;
+        if (!(v = cli_value(argc, argv, i, err)) || cli_parse_int(a, v, 0, INT64_MAX, &seed, err)) return -1;
+        o->model.seed = (uint64_t)seed;
+    } else if (!strcmp(a, "--router-skew")) {
+        if (!(v = cli_value(argc, argv, i, err)) || cli_parse_double(a, v, &o->model.router_skew, err)) return -1;
+    } else if (a[0] != '-' && !o->preset_given) {
+        o->preset = a;
+        o->preset_given = true;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int synth_check(void *options, g2_error *err) {
+    synth_options *o = options;
+    if (synth_preset(o->preset, &o->model.config, &o->model.tp))
+        return g2_fail(err, "unknown preset '%s' (tiny, mini or grok2)", o->preset);
+    for (size_t k = 0; k < N_DIM_FLAGS; k++)
+        if (o->dim_set[k]) {
+            if (dim_flags[k].offset == SIZE_MAX) o->model.tp = (int)o->dims[k];
+            else *(int64_t *)((char *)&o->model.config + dim_flags[k].offset) = o->dims[k];
         }
-    }
-    if (synth_preset(o->preset, &o->model.config, &o->model.tp)) {
-        g2_fail(err, "unknown preset '%s' (tiny, mini or grok2)", o->preset);
-        return 2;
-    }
-    for (size_t k = 0; k < sizeof dim_flags / sizeof dim_flags[0]; k++)
-        if (set[k]) {
-            if (dim_flags[k].offset == SIZE_MAX) o->model.tp = (int)dims[k];
-            else *(int64_t *)((char *)&o->model.config + dim_flags[k].offset) = dims[k];
-        }
-    if (!o->out) {
-        g2_fail(err, "-o DIR (or -o FILE.gguf with --gguf) is required");
-        return 2;
-    }
-    if (o->overrides.count && !o->gguf_type) {
-        g2_fail(err, "--tensor-type applies to --gguf only");
-        return 2;
-    }
-    if (o->dry_run && !o->gguf_type) {
-        g2_fail(err, "--dry-run applies to --gguf only");
-        return 2;
-    }
+    if (!o->w.out) return g2_fail(err, "-o DIR (or -o FILE.gguf with --gguf) is required");
+    if (o->w.overrides.count && !o->gguf_type) return g2_fail(err, "--tensor-type applies to --gguf only");
+    if (o->w.dry_run && !o->gguf_type) return g2_fail(err, "--dry-run applies to --gguf only");
     return 0;
 }
 
@@ -184,47 +162,42 @@ static int write_synth_gguf(const synth_options *o, const tok_vocab *v, thread_p
     conv_tensor *t;
     int64_t n;
     if (synth_tensors(&o->model, &t, &n, err)) return -1;
-    plan_tensors(t, n, mix, &o->overrides, (int)o->model.config.n_layers);
+    plan_tensors(t, n, mix, &o->w.overrides, (int)o->model.config.n_layers);
     gguf_writer *w = gguf_writer_new();
     char name[64];
     snprintf(name, sizeof name, "grok2-synth-%s", o->preset);
     int rc = w ? 0 : g2_fail(err, "out of memory");
     if (rc == 0) rc = meta_set_model(w, &o->model.config, name, plan_mix_file_type(mix), err);
     if (rc == 0) rc = meta_set_tokenizer(w, v, o->model.config.vocab, err);
-    write_job job = {.label = "synth", .out_path = o->out, .dry_run = o->dry_run, .pool = pool};
+    write_job job = {.label = "synth", .out_path = o->w.out, .dry_run = o->w.dry_run, .pool = pool};
     if (rc == 0) rc = write_gguf(w, t, n, &job, err);
     gguf_writer_free(w);
     conv_tensors_free(t, n);
     return rc;
 }
 
-int cmd_synth(int argc, char **argv) {
-    synth_options o = {0};
-    g2_error err = {{0}};
-    int parsed = parse(argc, argv, &o, &err);
-    if (parsed == 1 || parsed == 2) {
-        if (parsed == 1) usage(stdout);
-        else fprintf(stderr, "grok2 synth: %s (see grok2 synth --help)\n", err.msg);
-        plan_overrides_free(&o.overrides);
-        return parsed == 1 ? 0 : 2;
-    }
-    ignore_file_size_signal();
+static int synth(void *options, g2_error *err) {
+    synth_options *o = options;
     tok_vocab vocab = {0};
     thread_pool *pool = NULL;
-    int rc = check_model(&o.model, &err);
-    if (rc == 0 && !o.dry_run)
-        rc = o.gguf_type ? check_output_path(o.out, o.force, &err) : prepare_dir(o.out, o.force, &err);
-    if (rc == 0) rc = tok_vocab_synthesize(&vocab, o.model.config.vocab, &err);
-    if (rc == 0 && !(pool = pool_new((int)o.threads))) rc = g2_fail(&err, "cannot start threads");
-    if (rc == 0) rc = o.gguf_type ? write_synth_gguf(&o, &vocab, pool, &err)
-                                  : synth_write_checkpoint(&o.model, &vocab, o.out, pool, false, &err);
-    if (rc == 0 && !o.gguf_type)
+    int rc = check_model(&o->model, err);
+    if (rc == 0 && !o->w.dry_run)
+        rc = o->gguf_type ? check_output_path(o->w.out, o->w.force, err) : prepare_dir(o->w.out, o->w.force, err);
+    if (rc == 0) rc = tok_vocab_synthesize(&vocab, o->model.config.vocab, err);
+    if (rc == 0 && !(pool = thread_pool_new((int)o->w.threads))) rc = g2_fail(err, "cannot start threads");
+    if (rc == 0) rc = o->gguf_type ? write_synth_gguf(o, &vocab, pool, err)
+                                   : synth_write_checkpoint(&o->model, &vocab, o->w.out, pool, false, err);
+    if (rc == 0 && !o->gguf_type)
         fprintf(stderr, "synth: %s checkpoint in %s (seed %llu; tokenizer: %lld merges learned, %lld specials)\n",
-                o.preset, o.out, (unsigned long long)o.model.seed, (long long)(vocab.n_regular - 256),
+                o->preset, o->w.out, (unsigned long long)o->model.seed, (long long)(vocab.n_regular - 256),
                 (long long)vocab.n_special);
-    if (rc) fprintf(stderr, "grok2 synth: %s\n", err.msg);
-    pool_free(pool);
+    thread_pool_free(pool);
     tok_vocab_free(&vocab);
-    plan_overrides_free(&o.overrides);
-    return rc ? 1 : 0;
+    return rc;
+}
+
+int cmd_synth(int argc, char **argv) {
+    static const write_command_def def = {"synth", usage, true, synth_option, synth_check, synth};
+    synth_options o = {.preset = "tiny", .model.seed = 1};
+    return write_command(&def, &o.w, &o, argc, argv);
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../pool/pool.h"
 #include "../quant/quant.h"
 
 /* ---- subcommands (argv[0] is the subcommand name; 0 ok, 1 error, 2 usage) ----------------- */
@@ -314,15 +315,7 @@ void hf_checkpoint_close(hf_checkpoint *h);
  * shapes, ranks and duplicates against the config. */
 int hf_checkpoint_tensors(const hf_checkpoint *h, conv_tensor **out, int64_t *n_out, g2_error *err);
 
-/* ---- threads and progress (thread_pool.c, progress.c) ------------------------------------- */
-typedef struct thread_pool thread_pool;
-/* n_threads workers including the calling thread (<= 0: every online CPU). */
-thread_pool *pool_new(int n_threads);
-void pool_free(thread_pool *p);
-int pool_size(const thread_pool *p);
-/* Runs fn(arg, thread) on every thread, the caller being thread 0; returns when all are done. */
-void pool_run(thread_pool *p, void (*fn)(void *arg, int thread), void *arg);
-int cpu_count(void);
+/* ---- progress (progress.c); threads: pool/pool.h ----------------------------------------- */
 
 typedef struct {
     const char *label;
@@ -346,7 +339,8 @@ typedef struct {
     const char *label;   /* "convert", "quantize", "synth": prefixes messages */
     const char *out_path;
     bool dry_run;        /* print the plan to stdout and write nothing */
-    thread_pool *pool;
+    thread_pool *pool;   /* NULL: a pool of `threads` is made for the write (<= 0: every CPU) */
+    int threads;
 } write_job;
 
 /* Declares the tensors (types already planned) on w, reports fallbacks once per tensor, and
@@ -385,6 +379,30 @@ int cli_parse_int(const char *opt, const char *text, int64_t min, int64_t max, i
 int cli_parse_double(const char *opt, const char *text, double *out, g2_error *err);
 /* The value of option argv[*i] (advancing *i); NULL with a message when it is missing. */
 const char *cli_value(int argc, char **argv, int *i, g2_error *err);
+/* The options of the commands that write a model (convert, quantize, synth): -o/--output OUT
+ * (where the command takes it as an option), --tensor-type RE=TYPE (repeatable), --threads N,
+ * --dry-run, --force, -h/--help. */
+typedef struct {
+    const char *out;
+    type_overrides overrides;
+    int64_t threads;
+    bool dry_run, force;
+} write_options;
+/* Such a command; each function gets the command's options struct. */
+typedef struct {
+    const char *name;
+    void (*usage)(FILE *out);
+    bool output_flag; /* -o/--output is one of its options */
+    /* argv[*i], not a shared option: 1 taken (*i past its value), 0 not one of its own ("unknown
+     * argument"), -1 a bad value (message in err) */
+    int (*own_option)(void *options, int argc, char **argv, int *i, g2_error *err);
+    int (*check)(void *options, g2_error *err); /* after the last argument: 0, or -1 with a message */
+    int (*work)(void *options, g2_error *err);  /* 0, or -1 with a message */
+} write_command_def;
+/* Parses argv into w and options; --help prints the usage to stdout (exit 0); a usage error prints
+ * "grok2 NAME: MESSAGE (see grok2 NAME --help)" (exit 2); otherwise runs work with SIGXFSZ
+ * ignored, a failure printed as "grok2 NAME: MESSAGE" (exit 1). Frees the overrides. */
+int write_command(const write_command_def *def, write_options *w, void *options, int argc, char **argv);
 bool path_exists(const char *path);
 /* A whole (small) file, NUL-terminated; NULL with a message naming the file. */
 char *read_text_file(const char *path, size_t *len, g2_error *err);

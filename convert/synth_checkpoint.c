@@ -3,7 +3,6 @@
  * one file per TP rank, 9-12 attention k/o/q/v, 13-16 the four norms, 17 the router), bf16,
  * plus config.json and tokenizer.tok.json. Values come from synth_fill, generated on every
  * thread in chunks of rows, so memory stays at one chunk whatever the preset. */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,21 +43,18 @@ typedef struct {
     int64_t row0, nrows, block_rows;
     uint16_t *out;
     float **scratch;
-    atomic_llong next;
 } fill_work;
 
-static void fill_worker(void *arg, int thread) {
+/* Task: rows [task * block_rows, +block_rows) of the chunk. */
+static void fill_task(void *arg, int64_t task, int thread) {
     fill_work *w = arg;
     float *values = w->scratch[thread];
-    for (;;) {
-        int64_t start = atomic_fetch_add(&w->next, w->block_rows);
-        if (start >= w->nrows) return;
-        int64_t end = start + w->block_rows < w->nrows ? start + w->block_rows : w->nrows;
-        for (int64_t r = start; r < end; r++) {
-            synth_fill(w->m, &w->s->g, w->s->mat, w->s->row0 + w->row0 + r, w->s->col0, w->s->cols, values);
-            uint16_t *dst = w->out + r * w->s->cols;
-            for (int64_t c = 0; c < w->s->cols; c++) dst[c] = g2_f32_to_bf16(values[c]);
-        }
+    int64_t start = task * w->block_rows;
+    int64_t end = start + w->block_rows < w->nrows ? start + w->block_rows : w->nrows;
+    for (int64_t r = start; r < end; r++) {
+        synth_fill(w->m, &w->s->g, w->s->mat, w->s->row0 + w->row0 + r, w->s->col0, w->s->cols, values);
+        uint16_t *dst = w->out + r * w->s->cols;
+        for (int64_t c = 0; c < w->s->cols; c++) dst[c] = g2_f32_to_bf16(values[c]);
     }
 }
 
@@ -78,8 +74,7 @@ static int write_slice(synth_run *run, st_writer *w, const slice *s, g2_error *e
     for (int64_t row0 = 0; row0 < s->rows; row0 += chunk) {
         work.row0 = row0;
         work.nrows = s->rows - row0 < chunk ? s->rows - row0 : chunk;
-        atomic_store(&work.next, 0);
-        pool_run(run->pool, fill_worker, &work);
+        thread_pool_run(run->pool, fill_task, &work, (work.nrows + work.block_rows - 1) / work.block_rows);
         size_t bytes = (size_t)(work.nrows * s->cols) * 2;
         if (st_writer_write(w, run->out, bytes, err)) return -1;
         progress_advance(&run->bar, bytes);
@@ -161,9 +156,9 @@ int synth_write_checkpoint(const synth_model *m, const tok_vocab *v, const char 
         if (dims[i] > widest) widest = dims[i];
     synth_run run = {.m = m, .pool = pool};
     run.out = malloc(CHUNK_BYTES + (size_t)widest * 2);
-    run.scratch = calloc((size_t)pool_size(pool), sizeof *run.scratch);
+    run.scratch = calloc((size_t)thread_pool_size(pool), sizeof *run.scratch);
     int rc = run.out && run.scratch ? 0 : g2_fail(err, "synth: out of memory");
-    for (int i = 0; i < pool_size(pool) && rc == 0; i++)
+    for (int i = 0; i < thread_pool_size(pool) && rc == 0; i++)
         if (!(run.scratch[i] = malloc((size_t)widest * sizeof(float)))) rc = g2_fail(err, "synth: out of memory");
     progress_start(&run.bar, "synth", total_bytes(&m->config));
     run.bar.quiet = quiet;
@@ -176,7 +171,7 @@ int synth_write_checkpoint(const synth_model *m, const tok_vocab *v, const char 
     }
     if (rc == 0) progress_finish(&run.bar);
     else progress_abort(&run.bar);
-    for (int i = 0; run.scratch && i < pool_size(pool); i++) free(run.scratch[i]);
+    for (int i = 0; run.scratch && i < thread_pool_size(pool); i++) free(run.scratch[i]);
     free(run.scratch);
     free(run.out);
     return rc;

@@ -1,5 +1,5 @@
 /* The writing pipeline shared by convert, quantize and synth --gguf. Each tensor is processed
- * in chunks of rows: every thread claims small blocks of rows, reads them from the source as
+ * in chunks of rows: every thread takes small blocks of rows, reads them from the source as
  * floats and quantizes them into the chunk's output buffer; the chunk then streams through the
  * GGUF writer and its source pages are dropped. Peak memory is therefore one output chunk, one
  * source chunk of mapped pages and a small scratch per thread, whatever the model's size. */
@@ -20,7 +20,6 @@ typedef struct {
     uint8_t *out;
     size_t row_size;
     float **scratch; /* per thread */
-    atomic_llong next;
     atomic_bool failed;
     pthread_mutex_t lock;
     g2_error err;
@@ -32,25 +31,23 @@ static void fail_chunk(chunk_work *w, const g2_error *e) {
     pthread_mutex_unlock(&w->lock);
 }
 
-static void quantize_worker(void *arg, int thread) {
+/* Task: rows [task * block_rows, +block_rows) of the chunk (none once a task has failed). */
+static void quantize_task(void *arg, int64_t task, int thread) {
     chunk_work *w = arg;
     const conv_tensor *t = w->t;
     float *values = w->scratch[thread];
-    for (;;) {
-        int64_t start = atomic_fetch_add(&w->next, w->block_rows);
-        if (start >= w->nrows || atomic_load(&w->failed)) return;
-        int64_t n = w->nrows - start < w->block_rows ? w->nrows - start : w->block_rows;
-        g2_error e;
-        if (source_read_rows(&t->src, w->row0 + start, n, values, &e)) {
-            fail_chunk(w, &e);
-            return;
-        }
-        size_t done = g2_quantize_rows(t->type.type, values, w->out + (size_t)start * w->row_size, n, t->ne[0], NULL);
-        if (done != (size_t)n * w->row_size) {
-            g2_fail(&e, "tensor '%s': this build cannot encode %s", t->name, g2_type_get(t->type.type)->name);
-            fail_chunk(w, &e);
-            return;
-        }
+    int64_t start = task * w->block_rows;
+    if (atomic_load(&w->failed)) return;
+    int64_t n = w->nrows - start < w->block_rows ? w->nrows - start : w->block_rows;
+    g2_error e;
+    if (source_read_rows(&t->src, w->row0 + start, n, values, &e)) {
+        fail_chunk(w, &e);
+        return;
+    }
+    size_t done = g2_quantize_rows(t->type.type, values, w->out + (size_t)start * w->row_size, n, t->ne[0], NULL);
+    if (done != (size_t)n * w->row_size) {
+        g2_fail(&e, "tensor '%s': this build cannot encode %s", t->name, g2_type_get(t->type.type)->name);
+        fail_chunk(w, &e);
     }
 }
 
@@ -89,10 +86,9 @@ static int write_tensor(pipeline *p, const conv_tensor *t, g2_error *err) {
     for (int64_t row0 = 0; row0 < total && rc == 0; row0 += chunk) {
         work.row0 = row0;
         work.nrows = total - row0 < chunk ? total - row0 : chunk;
-        atomic_store(&work.next, 0);
         int64_t next = row0 + work.nrows; /* read the next chunk ahead while this one computes */
         if (next < total) source_prefetch_rows(&t->src, next, total - next < chunk ? total - next : chunk);
-        pool_run(p->pool, quantize_worker, &work);
+        thread_pool_run(p->pool, quantize_task, &work, (work.nrows + work.block_rows - 1) / work.block_rows);
         if (atomic_load(&work.failed)) {
             *err = work.err;
             rc = -1;
@@ -159,7 +155,7 @@ static int alloc_buffers(pipeline *p, const conv_tensor *t, int64_t n) {
         if (out > out_max) out_max = out;
         if (scratch > scratch_max) scratch_max = scratch;
     }
-    int threads = pool_size(p->pool);
+    int threads = thread_pool_size(p->pool);
     p->out = malloc(out_max);
     p->scratch = calloc((size_t)threads, sizeof *p->scratch);
     if (!p->out || !p->scratch) return -1;
@@ -169,7 +165,7 @@ static int alloc_buffers(pipeline *p, const conv_tensor *t, int64_t n) {
 }
 
 static void free_buffers(pipeline *p) {
-    for (int i = 0; p->scratch && i < pool_size(p->pool); i++) free(p->scratch[i]);
+    for (int i = 0; p->scratch && i < thread_pool_size(p->pool); i++) free(p->scratch[i]);
     free(p->scratch);
     free(p->out);
 }
@@ -181,7 +177,10 @@ int write_gguf(gguf_writer *w, conv_tensor *t, int64_t n, const write_job *job, 
         print_plan(t, n, gguf_writer_total_size(w));
         return 0;
     }
-    pipeline p = {.w = w, .pool = job->pool};
+    int threads = job->threads > 0 ? job->threads : pool_process_cpu_count();
+    thread_pool *own = job->pool ? NULL : thread_pool_new(threads);
+    pipeline p = {.w = w, .pool = job->pool ? job->pool : own};
+    if (!p.pool) return g2_fail(err, "%s: cannot start %d threads", job->label, threads);
     uint64_t total = 0;
     for (int64_t i = 0; i < n; i++) total += t[i].src_bytes;
     int rc = alloc_buffers(&p, t, n) ? g2_fail(err, "%s: out of memory for the chunk buffers", job->label) : 0;
@@ -197,10 +196,11 @@ int write_gguf(gguf_writer *w, conv_tensor *t, int64_t n, const write_job *job, 
         fprintf(stderr, "%s: wrote %s (%s) in %.1f s, %s/s of input on %d thread(s)\n", job->label, job->out_path,
                 format_bytes(gguf_writer_total_size(w), a, sizeof a), seconds,
                 format_bytes((uint64_t)((double)total / (seconds > 0 ? seconds : 1e-9)), b, sizeof b),
-                pool_size(job->pool));
+                thread_pool_size(p.pool));
     } else {
         progress_abort(&p.bar);
     }
     free_buffers(&p);
+    thread_pool_free(own);
     return rc;
 }

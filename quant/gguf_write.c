@@ -355,16 +355,19 @@ static int io_fail(gguf_writer *w, const char *what, int e, g2_error *err) {
     return -1;
 }
 
+/* p goes to the file at w->file_pos. A short write is continued; the one that fails reports
+ * its own offset (a file-size limit first writes up to the limit, then fails with EFBIG). */
 static int write_all(gguf_writer *w, const uint8_t *p, size_t n, g2_error *err) {
-    while (n > 0) {
-        ssize_t k = write(w->fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return io_fail(w, "write", errno, err);
+    size_t done = 0;
+    while (done < n) {
+        ssize_t k = write(w->fd, p + done, n - done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            int e = k < 0 ? errno : ENOSPC; /* no progress: treat as a full disk */
+            w->file_pos += done;
+            return io_fail(w, "write", e, err);
         }
-        if (k == 0) return io_fail(w, "write", ENOSPC, err); /* no progress: treat as a full disk */
-        p += k;
-        n -= (size_t)k;
+        done += (size_t)k;
     }
     return 0;
 }
@@ -372,7 +375,7 @@ static int write_all(gguf_writer *w, const uint8_t *p, size_t n, g2_error *err) 
 static int flush(gguf_writer *w, g2_error *err) {
     if (w->buf_len == 0) return 0;
     uint64_t pos = w->file_pos;
-    w->file_pos -= w->buf_len; /* offsets in messages: where the failed write started */
+    w->file_pos -= w->buf_len; /* where the buffer starts in the file */
     size_t n = w->buf_len;
     w->buf_len = 0;
     if (write_all(w, w->buf, n, err)) return -1;

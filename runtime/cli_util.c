@@ -53,6 +53,30 @@ int cli_u32(const char *command, const char *flag, const char *value, uint32_t *
     return 0;
 }
 
+int cli_session_open(cli_session *s, const char *model_path, bool with_tokenizer, g2_error *err) {
+    if (grok_model_load(&s->model, model_path, err)) return -1;
+    return with_tokenizer ? tokenizer_from_gguf(&s->tok, s->model->file, err) : 0;
+}
+
+int cli_session_encode_file(cli_session *s, const char *path, int32_t **ids, size_t *n_ids, g2_error *err) {
+    size_t len;
+    char *text = cli_read_file(path, &len, err);
+    int rc = text ? tokenizer_encode(s->tok, text, len, false, ids, n_ids, err) : -1;
+    free(text);
+    return rc;
+}
+
+int cli_session_context(cli_session *s, const grok_context_params *p, g2_error *err) {
+    return grok_context_new(&s->ctx, s->model, p, err);
+}
+
+void cli_session_close(cli_session *s) {
+    grok_context_free(s->ctx);
+    tokenizer_free(s->tok);
+    grok_model_free(s->model);
+    *s = (cli_session){0};
+}
+
 static int expert_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p);
 
 int cli_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p) {
@@ -118,6 +142,19 @@ static int expert_context_flag(const char *command, const char *flag, const char
     }
     if (!strcmp(flag, "--expert-cache-mb")) return cli_u32(command, flag, value, &p->expert_cache_mb) ? -1 : 1;
     return 0;
+}
+
+int cli_model_flag(const char *command, int argc, char **argv, int *i, const char **model, grok_context_params *p) {
+    const char *a = argv[*i];
+    if (cli_context_switch(a, p)) return 1;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "grok2 %s: %s '%s'\n", command, a[0] == '-' ? "missing value for" : "unexpected argument", a);
+        return -1;
+    }
+    int shared = !strcmp(a, "-m") || !strcmp(a, "--model") ? (*model = argv[*i + 1], 1)
+                                                          : cli_context_flag(command, a, argv[*i + 1], p);
+    if (shared > 0) ++*i;
+    return shared;
 }
 
 int cli_context_switch(const char *flag, grok_context_params *p) {

@@ -55,23 +55,16 @@ static int parse_bench_options(int argc, char **argv, bench_options *o) {
             o->json = true;
             continue;
         }
-        if (cli_context_switch(a, &o->ctx)) continue;
-        if (i + 1 >= argc) {
-            fprintf(stderr, "grok2 bench: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
-            return -1;
-        }
-        const char *value = argv[++i];
-        int shared = cli_context_flag("bench", a, value, &o->ctx);
+        int shared = cli_model_flag("bench", argc, argv, &i, &o->model, &o->ctx);
         if (shared < 0) return -1;
         if (shared) continue;
+        const char *value = argv[++i];
         uint32_t *number = !strcmp(a, "-p")        ? &o->prompt
                            : !strcmp(a, "-n")      ? &o->generate
                            : !strcmp(a, "-r")      ? &o->repetitions
                            : !strcmp(a, "--depth") ? &o->depth
                                                    : NULL;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model = value;
-        } else if (number) {
+        if (number) {
             if (cli_u32("bench", a, value, number)) return -1;
         } else {
             fprintf(stderr, "grok2 bench: unknown option '%s'\n", a);
@@ -131,26 +124,26 @@ int cmd_bench(int argc, char **argv) {
     }
     g2_error err;
     int rc = 1;
-    grok_model *model = NULL;
-    grok_context *ctx = NULL;
+    cli_session session = {0};
     int32_t *tokens = NULL;
     float *logits = NULL;
     double *pp = calloc(o.repetitions, sizeof *pp), *tg = calloc(o.repetitions, sizeof *tg);
-    if (grok_model_load(&model, o.model, &err)) goto done;
+    if (cli_session_open(&session, o.model, false, &err)) goto done;
+    const grok_model *model = session.model;
     uint32_t need = o.depth + (o.prompt > o.generate ? o.prompt : o.generate);
     o.ctx.n_ctx = need > 0 ? need : 1;
     if (o.ctx.n_ctx > model->hp.n_ctx_train) {
         g2_fail(&err, "depth + tokens = %u exceeds the model's context of %u", need, model->hp.n_ctx_train);
         goto done;
     }
-    /* as many threads as the context's measure the bandwidth the decode is judged against; made
-     * first, because a sharded context pins this thread and new threads inherit its CPUs */
+    if (cli_session_context(&session, &o.ctx, &err)) goto done;
+    grok_context *ctx = session.ctx;
+    /* as many threads as the context's measure the bandwidth the decode is judged against */
     thread_pool *pool = thread_pool_new(o.ctx.n_threads);
     double bandwidth = pool ? measure_read_bandwidth(pool, (size_t)1 << 30, 3) : 0;
     double int8_peak = pool && o.prompt ? bench_int8_peak(pool, simd_kernels_get()) / 1e9 : 0; /* G/s */
     int threads = pool ? thread_pool_size(pool) : 0;
     thread_pool_free(pool);
-    if (grok_context_new(&ctx, model, &o.ctx, &err)) goto done;
     uint32_t vocab = model->hp.n_vocab, n_tokens = need > 0 ? need : 1;
     tokens = malloc(n_tokens * sizeof *tokens);
     logits = malloc(vocab * sizeof *logits);
@@ -218,7 +211,6 @@ done:
     free(tg);
     free(tokens);
     free(logits);
-    grok_context_free(ctx);
-    grok_model_free(model);
+    cli_session_close(&session);
     return rc;
 }

@@ -83,7 +83,7 @@ typedef struct {
 
 static int parse_options(int argc, char **argv, logits_options *o) {
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i];
         int shared;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             logits_usage(stdout);
@@ -92,15 +92,8 @@ static int parse_options(int argc, char **argv, logits_options *o) {
             o->all = true;
         } else if (!strcmp(a, "--incremental")) {
             o->incremental = true;
-        } else if (cli_context_switch(a, &o->ctx)) {
-        } else if (!value) {
-            fprintf(stderr, "grok2 logits: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
-            return -1;
-        } else if ((shared = cli_context_flag("logits", a, value, &o->ctx)) != 0) {
+        } else if ((shared = cli_model_flag("logits", argc, argv, &i, &o->model, &o->ctx)) != 0) {
             if (shared < 0) return -1;
-            i++;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model = argv[++i];
         } else if (!strcmp(a, "--tokens")) {
             o->tokens = argv[++i];
         } else if (!strcmp(a, "--out")) {
@@ -144,12 +137,12 @@ int cmd_logits(int argc, char **argv) {
     if (!o.ctx.n_ctx) o.ctx.n_ctx = n;
 
     int rc = 1;
-    grok_model *model = NULL;
-    grok_context *ctx = NULL;
+    cli_session session = {0};
     float *logits = NULL, *step = NULL;
     FILE *out = stdout;
-    if (grok_model_load(&model, o.model, &err) || grok_context_new(&ctx, model, &o.ctx, &err)) goto fail;
-    uint32_t vocab = model->hp.n_vocab;
+    if (cli_session_open(&session, o.model, false, &err) || cli_session_context(&session, &o.ctx, &err)) goto fail;
+    grok_context *ctx = session.ctx;
+    uint32_t vocab = session.model->hp.n_vocab;
     bool keep_all = o.all || o.incremental;
     logits = malloc((size_t)(keep_all ? n : 1) * vocab * sizeof(float));
     step = malloc((size_t)vocab * sizeof(float));
@@ -186,7 +179,6 @@ fail:
     free(logits);
     free(step);
     free(tokens);
-    grok_context_free(ctx);
-    grok_model_free(model);
+    cli_session_close(&session);
     return rc;
 }

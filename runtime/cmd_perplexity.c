@@ -45,18 +45,11 @@ static int parse_perplexity_options(int argc, char **argv, perplexity_options *o
             perplexity_usage(stdout);
             exit(0);
         }
-        if (cli_context_switch(a, &o->ctx)) continue;
-        if (i + 1 >= argc) {
-            fprintf(stderr, "grok2 perplexity: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
-            return -1;
-        }
-        const char *value = argv[++i];
-        int shared = cli_context_flag("perplexity", a, value, &o->ctx);
+        int shared = cli_model_flag("perplexity", argc, argv, &i, &o->model, &o->ctx);
         if (shared < 0) return -1;
         if (shared) continue;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model = value;
-        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+        const char *value = argv[++i];
+        if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             o->file = value;
         } else if (!strcmp(a, "--kl-base")) {
             o->kl_base_out = value;
@@ -145,18 +138,15 @@ int cmd_perplexity(int argc, char **argv) {
     }
     g2_error err;
     int rc = 1;
-    grok_model *model = NULL;
-    tokenizer *tok = NULL;
-    grok_context *ctx = NULL;
-    char *text = NULL;
+    cli_session session = {0};
     int32_t *tokens = NULL;
     float *logits = NULL;
     kl_file kl = {0};
-    size_t text_len = 0, n_tokens = 0;
-    if (grok_model_load(&model, o.model, &err) || tokenizer_from_gguf(&tok, model->file, &err) ||
-        !(text = cli_read_file(o.file, &text_len, &err)) ||
-        tokenizer_encode(tok, text, text_len, false, &tokens, &n_tokens, &err))
+    size_t n_tokens = 0;
+    if (cli_session_open(&session, o.model, true, &err) ||
+        cli_session_encode_file(&session, o.file, &tokens, &n_tokens, &err))
         goto done;
+    const grok_model *model = session.model;
     if (o.n_ctx > model->hp.n_ctx_train) o.n_ctx = model->hp.n_ctx_train;
     size_t n_chunks = n_tokens / o.n_ctx;
     if (o.max_chunks && n_chunks > o.max_chunks) n_chunks = o.max_chunks;
@@ -166,7 +156,7 @@ int cmd_perplexity(int argc, char **argv) {
     }
     uint32_t vocab = model->hp.n_vocab;
     o.ctx.n_ctx = o.n_ctx;
-    if (grok_context_new(&ctx, model, &o.ctx, &err)) goto done;
+    if (cli_session_context(&session, &o.ctx, &err)) goto done;
     if (!(logits = malloc((size_t)o.n_ctx * vocab * sizeof *logits))) {
         g2_fail(&err, "out of memory for %u x %u logits", o.n_ctx, vocab);
         goto done;
@@ -178,7 +168,7 @@ int cmd_perplexity(int argc, char **argv) {
     uint64_t scored = 0, agree = 0;
     for (size_t c = 0; c < n_chunks; c++) {
         const int32_t *chunk = tokens + c * o.n_ctx;
-        if (grok_eval(ctx, chunk, o.n_ctx, 0, logits, true, &err)) goto done;
+        if (grok_eval(session.ctx, chunk, o.n_ctx, 0, logits, true, &err)) goto done;
         for (uint32_t i = 0; i + 1 < o.n_ctx; i++) {
             float *lp = logits + (size_t)i * vocab;
             uint32_t best = log_softmax(lp, vocab);
@@ -228,9 +218,6 @@ done:
     free(kl.row);
     free(logits);
     free(tokens);
-    free(text);
-    grok_context_free(ctx);
-    tokenizer_free(tok);
-    grok_model_free(model);
+    cli_session_close(&session);
     return rc;
 }

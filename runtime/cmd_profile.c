@@ -34,7 +34,6 @@ typedef struct {
 
 /* Where the value of a flag goes: a text or a number field of o, or neither (NULL). */
 static const char **text_field(profile_options *o, const char *flag) {
-    if (!strcmp(flag, "-m") || !strcmp(flag, "--model")) return &o->model;
     if (!strcmp(flag, "-f") || !strcmp(flag, "--file")) return &o->file;
     if (!strcmp(flag, "-o") || !strcmp(flag, "--output")) return &o->output;
     return NULL;
@@ -53,16 +52,12 @@ static int parse_profile_options(int argc, char **argv, profile_options *o) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             profile_usage(stdout);
             exit(0);
-        } else if (cli_context_switch(a, &o->ctx)) {
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "grok2 profile: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
-            return -1;
-        } else if ((shared = cli_context_flag("profile", a, argv[++i], &o->ctx)) != 0) {
+        } else if ((shared = cli_model_flag("profile", argc, argv, &i, &o->model, &o->ctx)) != 0) {
             if (shared < 0) return -1;
         } else if ((text = text_field(o, a))) {
-            *text = argv[i];
+            *text = argv[++i];
         } else if ((number = number_field(o, a))) {
-            if (cli_u32("profile", a, argv[i], number)) return -1;
+            if (cli_u32("profile", a, argv[++i], number)) return -1;
         } else {
             fprintf(stderr, "grok2 profile: unknown option '%s'\n", a);
             return -1;
@@ -115,28 +110,26 @@ int cmd_profile(int argc, char **argv) {
     }
     g2_error err;
     int rc = 1;
-    grok_model *model = NULL;
-    tokenizer *tok = NULL;
-    grok_context *ctx = NULL;
+    cli_session profile = {0};
     int32_t *ids = NULL;
-    size_t n_ids = 0, text_len;
+    size_t n_ids = 0;
     cJSON *json = NULL;
-    char *text = cli_read_file(o.file, &text_len, &err);
-    if (!text || grok_model_load(&model, o.model, &err) || tokenizer_from_gguf(&tok, model->file, &err)) goto done;
-    if (tokenizer_encode(tok, text, text_len, false, &ids, &n_ids, &err)) goto done;
+    if (cli_session_open(&profile, o.model, true, &err) ||
+        cli_session_encode_file(&profile, o.file, &ids, &n_ids, &err))
+        goto done;
     if (n_ids == 0) {
         g2_fail(&err, "%s: no tokens to evaluate (empty text)", o.file);
         goto done;
     }
     o.ctx.n_ctx = o.n_ctx < n_ids ? o.n_ctx : (uint32_t)n_ids;
-    if (grok_context_new(&ctx, model, &o.ctx, &err)) goto done;
+    if (cli_session_context(&profile, &o.ctx, &err)) goto done;
     double t0 = cli_now_seconds();
     uint32_t chunks = 0;
     for (size_t start = 0; start < n_ids && (!o.max_chunks || chunks < o.max_chunks); start += o.ctx.n_ctx, chunks++) {
         uint32_t n = n_ids - start < o.ctx.n_ctx ? (uint32_t)(n_ids - start) : o.ctx.n_ctx;
-        if (grok_eval(ctx, ids + start, n, 0, NULL, false, &err)) goto done; /* the routing is all we want */
+        if (grok_eval(profile.ctx, ids + start, n, 0, NULL, false, &err)) goto done; /* the routing is all we want */
     }
-    const grok_expert_stats *st = grok_context_expert_stats(ctx);
+    const grok_expert_stats *st = grok_context_expert_stats(profile.ctx);
     json = usage_json(o.model, st);
     if (!json || write_json(o.output, json, &err)) goto done;
     fprintf(stderr, "grok2 profile: %llu tokens in %u chunks, %.1f s: wrote %s\n", (unsigned long long)st->tokens,
@@ -145,10 +138,7 @@ int cmd_profile(int argc, char **argv) {
 done:
     if (rc) fprintf(stderr, "grok2 profile: %s\n", err.msg);
     cJSON_Delete(json);
-    free(text);
     free(ids);
-    grok_context_free(ctx);
-    tokenizer_free(tok);
-    grok_model_free(model);
+    cli_session_close(&profile);
     return rc;
 }

@@ -62,15 +62,8 @@ static int parse_run_options(int argc, char **argv, run_options *o) {
             o->no_special = true;
         } else if (!strcmp(a, "--stats")) {
             o->stats = true;
-        } else if (cli_context_switch(a, &o->ctx)) {
-        } else if (i + 1 >= argc) {
-            fprintf(stderr, "grok2 run: %s '%s'\n", a[0] == '-' ? "missing value for" : "unexpected argument", a);
-            return -1;
-        } else if ((shared = cli_context_flag("run", a, argv[i + 1], &o->ctx)) != 0) {
+        } else if ((shared = cli_model_flag("run", argc, argv, &i, &o->model, &o->ctx)) != 0) {
             if (shared < 0) return -1;
-            i++;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            o->model = argv[++i];
         } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             o->prompt = argv[++i];
         } else if (!strcmp(a, "-n")) {
@@ -97,15 +90,15 @@ int cmd_run(int argc, char **argv) {
     }
     g2_error err;
     int rc = 1;
-    grok_model *model = NULL;
-    tokenizer *tok = NULL;
-    grok_context *ctx = NULL;
+    cli_session run = {0};
     sampler *sampling = NULL;
     int32_t *ids = NULL;
     float *logits = NULL;
     char *prompt = NULL;
     size_t n_ids = 0;
-    if (grok_model_load(&model, o.model, &err) || tokenizer_from_gguf(&tok, model->file, &err)) goto fail;
+    if (cli_session_open(&run, o.model, true, &err)) goto fail;
+    grok_model *model = run.model;
+    tokenizer *tok = run.tok;
     if (!*o.prompt) {
         g2_fail(&err, "the prompt is empty: give some text with -p");
         goto fail;
@@ -131,7 +124,8 @@ int cmd_run(int argc, char **argv) {
         n_prompt -= first;
     }
     o.ctx.n_ctx = n_ctx;
-    if (grok_context_new(&ctx, model, &o.ctx, &err)) goto fail;
+    if (cli_session_context(&run, &o.ctx, &err)) goto fail;
+    grok_context *ctx = run.ctx;
     uint32_t vocab = model->hp.n_vocab;
     int32_t *grown = realloc(ids, ((size_t)n_ids + o.n_predict + 1) * sizeof *ids); /* room for the history */
     if (grown) ids = grown;
@@ -185,8 +179,6 @@ fail:
     free(ids);
     free(prompt);
     sampler_free(sampling);
-    grok_context_free(ctx);
-    tokenizer_free(tok);
-    grok_model_free(model);
+    cli_session_close(&run);
     return rc;
 }

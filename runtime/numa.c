@@ -41,18 +41,13 @@ int numa_mode_parse(const char *name, numa_mode *out) {
     return -1;
 }
 
-/* The CPUs this process may run on, in order. */
+/* The CPUs this process may run on, in order (not only those of a caller a pool has pinned). */
 static int allowed_cpus(int *cpus, int cap) {
     cpu_set_t set;
+    pool_process_cpus(&set);
     int n = 0;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        for (int c = 0; c < CPU_SETSIZE && n < cap; c++)
-            if (CPU_ISSET(c, &set)) cpus[n++] = c;
-    }
-    if (n == 0) { /* no affinity information: every online CPU */
-        long online = sysconf(_SC_NPROCESSORS_ONLN);
-        for (int c = 0; c < online && n < cap; c++) cpus[n++] = c;
-    }
+    for (int c = 0; c < CPU_SETSIZE && n < cap; c++)
+        if (CPU_ISSET(c, &set)) cpus[n++] = c;
     return n > 0 ? n : 1;
 }
 

@@ -7,32 +7,13 @@
 #include <sched.h>
 #include <stdio.h>
 
+#include "../pool/pool.h"
 #include "../quant/quant.h"
 
 /* `grok2 info FILE.gguf [--json] [--bandwidth GBPS]` */
 int cmd_info(int argc, char **argv);
 
-/* ---- thread pool ------------------------------------------------------------------------- */
-/* Created once; run() hands out task indices 0..n_tasks-1 to the workers and the caller and
- * returns when all are done. Tasks are described by plain structs passed as ctx. */
-typedef struct thread_pool thread_pool;
-typedef void (*pool_task_fn)(void *ctx, int64_t task, int thread);
-thread_pool *thread_pool_new(int n_threads); /* n_threads counts the caller; <= 0: all cores */
-void thread_pool_free(thread_pool *pool);
-int thread_pool_size(const thread_pool *pool);
-void thread_pool_run(thread_pool *pool, pool_task_fn fn, void *ctx, int64_t n_tasks);
-/* Threads in groups (one per NUMA node): threads_per_group[g] >= 1 threads each, pinned to
- * group_cpus[g] when group_cpus is not NULL (the caller, thread 0 of group 0, too). Thread
- * indices are group-major. NULL if a thread cannot be had. The caller stays on group 0's CPUs
- * until thread_pool_free gives its own back; threads it starts meanwhile inherit them. */
-#define POOL_MAX_GROUPS 16
-thread_pool *thread_pool_new_groups(int n_groups, const int *threads_per_group, const cpu_set_t *group_cpus);
-int thread_pool_groups(const thread_pool *pool);
-int thread_pool_group_size(const thread_pool *pool, int group);
-/* A grouped job: group g's threads run only its group_tasks[g] tasks, which are numbered after
- * those of groups 0..g-1. */
-void thread_pool_run_groups(thread_pool *pool, pool_task_fn fn, void *ctx, const int64_t *group_tasks);
-
+/* ---- thread pool (pool/pool.h) --------------------------------------------------------- */
 /* Best of `repetitions` all-thread reads of a fresh buffer of `bytes`, in GB/s (0 if the buffer
  * cannot be had). */
 double measure_read_bandwidth(thread_pool *pool, size_t bytes, int repetitions);
@@ -285,8 +266,27 @@ int cli_u32(const char *command, const char *flag, const char *value, uint32_t *
 int cli_context_flag(const char *command, const char *flag, const char *value, grok_context_params *p);
 /* The context flags without a value (--mlock-dense, --no-mmap): 1 when flag is one of them, else 0. */
 int cli_context_switch(const char *flag, grok_context_params *p);
+/* argv[*i] (not one of the command's own switches) as an argument every model command takes:
+ * a context switch, -m/--model FILE into *model, or a context flag with its value. 1 when it is
+ * one (*i past its value); 0 when not, and argv[*i + 1] is there for the command's own flag;
+ * -1 when its value is bad or missing (printed as "grok2 COMMAND: missing value for 'FLAG'", or
+ * "unexpected argument" for a word that is not a flag). */
+int cli_model_flag(const char *command, int argc, char **argv, int *i, const char **model, grok_context_params *p);
 /* The --help lines of the NUMA and expert-streaming flags (--numa, --prefetch, --no-mmap, ...). */
 extern const char memory_flags_help[];
+/* What a model command works on: the model, its tokenizer (when asked for), a context. Zeroed,
+ * then cli_session_open, (cli_session_encode_file), cli_session_context; cli_session_close
+ * frees whatever was made. Failures leave a message in err. */
+typedef struct {
+    grok_model *model;
+    struct tokenizer *tok;
+    grok_context *ctx;
+} cli_session;
+int cli_session_open(cli_session *s, const char *model_path, bool with_tokenizer, g2_error *err);
+/* The text of the file at path in tokens (special-token text taken as plain text; malloc'd). */
+int cli_session_encode_file(cli_session *s, const char *path, int32_t **ids, size_t *n_ids, g2_error *err);
+int cli_session_context(cli_session *s, const grok_context_params *p, g2_error *err);
+void cli_session_close(cli_session *s);
 
 /* `grok2 logits`: the tool for every numerical comparison. */
 int cmd_logits(int argc, char **argv);

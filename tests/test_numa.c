@@ -1,10 +1,12 @@
 /* NUMA sharding: shares cover every row once, grouped jobs keep tasks on their group, pretend
  * nodes split the CPUs, and the sharded forward pass gives the unsharded logits bit for bit. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../runtime/runtime.h"
 #include "harness.h"
@@ -238,4 +240,53 @@ Test(numa, a_pinned_pool_gives_the_caller_its_cpus_back_when_freed) {
     thread_pool_free(pool);
     cr_assert_eq(sched_getaffinity(0, sizeof after, &after), 0);
     cr_assert(CPU_EQUAL(&after, &before), "the caller's CPUs were not given back");
+}
+
+typedef struct {
+    cpu_set_t seen[8];
+    atomic_int got_affinity[8];
+} affinity_job;
+
+static void affinity_task(void *p, int64_t task, int thread) {
+    affinity_job *job = p;
+    if (thread > 0 && pthread_getaffinity_np(pthread_self(), sizeof job->seen[thread], &job->seen[thread]) == 0)
+        atomic_store(&job->got_affinity[thread], 1);
+    nanosleep(&(struct timespec){0, 1000 * 1000}, NULL); /* leaves tasks for the other workers */
+}
+
+/* A sharded context pins its caller to node 0's CPUs; a plain pool that caller makes meanwhile
+ * (grok2 bench's bandwidth pool) must still spread over every CPU of the process. */
+Test(numa, an_unpinned_pool_made_by_a_pinned_caller_runs_on_every_cpu) {
+    cpu_set_t process, pinned;
+    pool_process_cpus(&process);
+    cpu_set_t start;
+    cr_assert_eq(sched_getaffinity(0, sizeof start, &start), 0);
+    cr_assert(CPU_EQUAL(&start, &process), "the process's CPUs are those it started with");
+    if (CPU_COUNT(&process) < 2) cr_skip_test("one CPU: nothing to narrow");
+    setenv("GROK2_FAKE_NUMA", "2", 1);
+    numa_topology t;
+    g2_error err;
+    cr_assert_eq(numa_topology_detect(&t, &err), 0, "%s", err.msg);
+    unsetenv("GROK2_FAKE_NUMA");
+    int threads[2] = {1, 1};
+    thread_pool *sharded = thread_pool_new_groups(2, threads, t.cpus);
+    cr_assert(sharded);
+    cr_assert_eq(sched_getaffinity(0, sizeof pinned, &pinned), 0);
+    cr_assert(!CPU_EQUAL(&pinned, &process), "the grouped pool did not pin its caller");
+    thread_pool *plain = thread_pool_new(4);
+    cr_assert(plain);
+    affinity_job job = {0};
+    bool all = false;
+    for (int round = 0; round < 200 && !all; round++) { /* until every worker has taken a task */
+        thread_pool_run(plain, affinity_task, &job, 16);
+        all = true;
+        for (int i = 1; i < 4; i++) all = all && atomic_load(&job.got_affinity[i]);
+    }
+    for (int i = 1; i < 4; i++) {
+        cr_assert(atomic_load(&job.got_affinity[i]), "worker %d ran no task", i);
+        cr_assert(CPU_EQUAL(&job.seen[i], &process), "worker %d has %d of the process's %d CPUs", i,
+                  CPU_COUNT(&job.seen[i]), CPU_COUNT(&process));
+    }
+    thread_pool_free(plain);
+    thread_pool_free(sharded);
 }

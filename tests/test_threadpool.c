@@ -4,7 +4,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "../runtime/runtime.h"
+#include "../pool/pool.h"
 
 typedef struct {
     atomic_int *hits;

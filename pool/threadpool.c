@@ -6,14 +6,17 @@
  *
  * Threads can be created in groups (one per NUMA node), each pinned to its group's CPUs. A
  * grouped job gives every group its own range of tasks and its own counter: a node's threads
- * only ever run the tasks over its own memory, and no counter cache line crosses nodes. */
+ * only ever run the tasks over its own memory, and no counter cache line crosses nodes.
+ * Threads of an ungrouped pool run on every CPU the process may use, not just on those of a
+ * caller that a grouped pool has pinned (new threads would otherwise inherit its mask). */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "runtime.h"
+#include "pool.h"
 
 #define SPIN_ROUNDS 20000 /* ~ 0.1-1 ms of polling before a worker sleeps */
 #define CALLER_SPIN_ROUNDS 2000 /* then the caller yields: a descheduled worker needs the core */
@@ -101,12 +104,58 @@ static void *worker_main(void *p) {
     return NULL;
 }
 
-thread_pool *thread_pool_new(int n_threads) {
-    if (n_threads <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = cores > 0 ? (int)cores : 1;
+/* Linux has no process-wide CPU mask, only one per thread: the main thread's is read before
+ * main, when nothing (no grouped pool) can have narrowed it yet. Written once, then only read. */
+static cpu_set_t process_cpus;
+static bool have_process_cpus;
+
+__attribute__((constructor)) static void read_process_cpus(void) {
+    have_process_cpus = sched_getaffinity(0, sizeof process_cpus, &process_cpus) == 0 && CPU_COUNT(&process_cpus) > 0;
+}
+
+void pool_process_cpus(cpu_set_t *cpus) {
+    if (have_process_cpus) {
+        *cpus = process_cpus;
+        return;
     }
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    CPU_ZERO(cpus);
+    for (long c = 0; c < (online > 0 ? online : 1) && c < CPU_SETSIZE; c++) CPU_SET((int)c, cpus);
+}
+
+int pool_process_cpu_count(void) {
+    cpu_set_t cpus;
+    pool_process_cpus(&cpus);
+    return CPU_COUNT(&cpus);
+}
+
+thread_pool *thread_pool_new(int n_threads) {
+    if (n_threads <= 0) n_threads = pool_process_cpu_count();
     return thread_pool_new_groups(1, &n_threads, NULL);
+}
+
+/* Starts worker `index` on `cpus`; NULL: where the caller runs (it inherits the caller's mask).
+ * An ungrouped pool's workers get the process's CPUs when the caller runs on fewer; should the
+ * kernel refuse that set (a cpuset shrunk since the start), they stay with the caller's. */
+static int start_worker(thread_pool *pool, int index, const cpu_set_t *cpus) {
+    cpu_set_t caller_now, wide;
+    if (!cpus) {
+        pool_process_cpus(&wide);
+        if (pthread_getaffinity_np(pthread_self(), sizeof caller_now, &caller_now) == 0 &&
+            !CPU_EQUAL(&caller_now, &wide))
+            cpus = &wide;
+    }
+    worker_arg *arg = malloc(sizeof *arg);
+    if (!arg) return ENOMEM;
+    *arg = (worker_arg){pool, index};
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (cpus) pthread_attr_setaffinity_np(&attr, sizeof(cpu_set_t), cpus);
+    int rc = pthread_create(&pool->workers[index], &attr, worker_main, arg);
+    pthread_attr_destroy(&attr);
+    if (rc == EINVAL && cpus == &wide) rc = pthread_create(&pool->workers[index], NULL, worker_main, arg);
+    if (rc) free(arg);
+    return rc;
 }
 
 thread_pool *thread_pool_new_groups(int n_groups, const int *threads_per_group, const cpu_set_t *group_cpus) {
@@ -138,15 +187,7 @@ thread_pool *thread_pool_new_groups(int n_groups, const int *threads_per_group, 
     if (group_cpus && pthread_getaffinity_np(pool->caller, sizeof pool->caller_cpus, &pool->caller_cpus) == 0)
         pool->pinned_caller = pthread_setaffinity_np(pool->caller, sizeof(cpu_set_t), &group_cpus[0]) == 0;
     for (int i = 1; i < n_threads; i++) {
-        worker_arg *arg = malloc(sizeof *arg);
-        if (arg) *arg = (worker_arg){pool, i};
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        if (group_cpus) pthread_attr_setaffinity_np(&attr, sizeof(cpu_set_t), &group_cpus[pool->group_of[i]]);
-        int failed = !arg || pthread_create(&pool->workers[i], &attr, worker_main, arg);
-        pthread_attr_destroy(&attr);
-        if (failed) {
-            free(arg);
+        if (start_worker(pool, i, group_cpus ? &group_cpus[pool->group_of[i]] : NULL)) {
             thread_pool_free(pool); /* stops the ones we have: groups must be whole */
             return NULL;
         }
