@@ -4,8 +4,12 @@
  *
  *   openblas: each tile of weight rows is decoded to f32 in the thread's scratch and
  *             cblas_sgemm runs single-threaded inside our pool's task. Debian's libopenblas0
- *             is the pthreads variant, which starts its own workers; openblas_set_num_threads(1)
- *             keeps every call on the calling thread (one pool, no oversubscription).
+ *             is the pthreads variant, which starts its idle workers when it is loaded, with
+ *             the count OPENBLAS_NUM_THREADS gives then (read once, at load). So the library
+ *             is not linked: it is dlopen'ed when --gemm openblas is chosen, with
+ *             OPENBLAS_NUM_THREADS=1 set just before, and no other run ever starts its threads;
+ *             openblas_set_num_threads(1) after the load keeps every call on the calling
+ *             thread (one pool, no oversubscription) whatever variant the system picked.
  *   onednn:   a oneDNN (2.x, C API) matmul primitive per tile shape. bf16 x bf16 -> f32 where
  *             the CPU has AVX512-BF16 or AMX (oneDNN then runs AMX tiles), f32 x f32 otherwise,
  *             and always f32 for float weights (f32/f16/bf16 files keep f32 accuracy). Not int8:
@@ -26,7 +30,8 @@
 #include "runtime.h"
 
 #ifdef GROK2_OPENBLAS
-#include <cblas.h>
+#include <dlfcn.h>
+#include <pthread.h>
 #endif
 #ifdef GROK2_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
@@ -91,12 +96,57 @@ static bool onednn_has_amx(void) {
 }
 #endif
 
+#ifdef GROK2_OPENBLAS
+/* OpenBLAS by its Debian soname (the alternatives system points it at the pthreads, OpenMP or
+ * serial build); CBLAS's layout and transpose codes are fixed by the CBLAS standard. */
+#define OPENBLAS_LIBRARY "libopenblas.so.0"
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
+typedef void (*cblas_sgemm_fn)(int layout, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* Loaded once per process (a library is process-wide state anyway); sgemm stays NULL and
+ * load_error says why when it cannot be loaded. */
+static struct {
+    pthread_once_t once;
+    cblas_sgemm_fn sgemm;
+    char load_error[200];
+} openblas = {PTHREAD_ONCE_INIT, NULL, ""};
+
+static void openblas_load(void) {
+    /* read by the library's constructor: its pthreads build then starts no worker at all */
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    void *lib = dlopen(OPENBLAS_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(openblas.load_error, sizeof openblas.load_error, "%s", dlerror());
+        return;
+    }
+    void (*set_threads)(int) = (void (*)(int))dlsym(lib, "openblas_set_num_threads");
+    cblas_sgemm_fn sgemm = (cblas_sgemm_fn)dlsym(lib, "cblas_sgemm");
+    if (!set_threads || !sgemm) {
+        snprintf(openblas.load_error, sizeof openblas.load_error,
+                 "%s has no openblas_set_num_threads or cblas_sgemm", OPENBLAS_LIBRARY);
+        dlclose(lib);
+        return;
+    }
+    set_threads(1);
+    openblas.sgemm = sgemm;
+}
+
+static cblas_sgemm_fn openblas_sgemm(void) {
+    pthread_once(&openblas.once, openblas_load);
+    return openblas.sgemm;
+}
+#endif
+
 int gemm_backend_available(gemm_backend b, g2_error *err) {
     switch (b) {
     case GEMM_AUTO:
     case GEMM_NATIVE: return 0;
     case GEMM_OPENBLAS:
 #ifdef GROK2_OPENBLAS
+        if (!openblas_sgemm())
+            return g2_fail(err, "--gemm openblas: cannot load %s (%s); install Debian's libopenblas0",
+                           OPENBLAS_LIBRARY, openblas.load_error);
         return 0;
 #else
         return g2_fail(err, "--gemm openblas: this build has no OpenBLAS (built with NO_OPENBLAS=1)");
@@ -114,12 +164,44 @@ int gemm_backend_available(gemm_backend b, g2_error *err) {
 }
 
 /* Measured (README, "Prefill GEMM back-ends"): oneDNN's AMX bf16 tiles beat the native integer
- * kernels; without AMX the native kernels win over every BLAS on f32/bf16 tiles. */
+ * kernels on most types; without AMX the native kernels win over every BLAS on f32/bf16 tiles. */
 gemm_backend gemm_backend_default(void) {
 #ifdef GROK2_ONEDNN
     if (onednn_has_amx()) return GEMM_ONEDNN;
 #endif
     return GEMM_NATIVE;
+}
+
+/* The types whose native kernels beat oneDNN's AMX bf16 tiles, measured on the project VM
+ * (2 cores of a Xeon with AMX): TABLE_MEASUREMENT. The types not listed run on oneDNN
+ * there (the default's measured win on q4_k_m files). */
+static const uint32_t native_beats_amx[] = {G2_TYPE_Q4_0};
+
+gemm_backend gemm_auto_backend(uint32_t weight_type) {
+    gemm_backend library = gemm_backend_default();
+    if (library == GEMM_NATIVE || !g2_type_get(weight_type) || !g2_type_get(weight_type)->to_float)
+        return GEMM_NATIVE;
+    for (size_t i = 0; i < sizeof native_beats_amx / sizeof native_beats_amx[0]; i++)
+        if (native_beats_amx[i] == weight_type) return GEMM_NATIVE;
+    return library;
+}
+
+/* "gemm auto: onednn for f32 f16 ...; native for q4_0 and for decode" */
+void gemm_describe_auto(char *line, size_t size) {
+    gemm_backend library = gemm_backend_default();
+    char on_library[256] = "", on_native[256] = "";
+    for (uint32_t t = 0; t < G2_TYPE_ID_LIMIT; t++) {
+        const g2_type_traits *traits = g2_type_get(t);
+        if (!traits || !traits->to_float) continue;
+        char *list = gemm_auto_backend(t) == GEMM_NATIVE ? on_native : on_library;
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof on_native - used, " %s", traits->name);
+    }
+    if (library == GEMM_NATIVE)
+        snprintf(line, size, "gemm auto: native for every type (no library back-end beats it on this CPU)");
+    else
+        snprintf(line, size, "gemm auto: %s (AMX) for%s; native for%s and for decode", gemm_backend_name(library),
+                 on_library, on_native[0] ? on_native : " no type");
 }
 
 /* ---- row decoders ------------------------------------------------------------------------------
@@ -346,6 +428,7 @@ typedef struct {
 
 struct gemm_state {
     gemm_backend backend;
+    bool by_type; /* made for AUTO: takes only the types gemm_auto_backend gives backend */
     bool avx512; /* the AVX-512 decoders (the chosen kernel table is an AVX-512 one) */
     int n_threads;
     int64_t max_cols, m_cap; /* m_cap: max_batch rounded up to M_ALIGN */
@@ -405,12 +488,16 @@ void gemm_free(gemm_state *g) {
 int gemm_new(gemm_state **out, gemm_backend backend, const simd_kernels *kernels, int n_threads, uint32_t max_batch,
              int64_t max_cols, g2_error *err) {
     *out = NULL;
-    if (backend == GEMM_AUTO) backend = gemm_backend_default();
+    /* AUTO: the library's state even if the model has no type it takes (its buffers are then
+     * never touched: address space, no memory) */
+    bool by_type = backend == GEMM_AUTO;
+    if (by_type) backend = gemm_backend_default();
     if (gemm_backend_available(backend, err)) return -1;
     if (backend == GEMM_NATIVE) return 0;
     gemm_state *g = calloc(1, sizeof *g);
     if (!g) return g2_fail(err, "out of memory");
     g->backend = backend;
+    g->by_type = by_type;
     g->avx512 = kernels_are_avx512(kernels);
     g->n_threads = n_threads;
     g->max_cols = max_cols;
@@ -433,9 +520,6 @@ int gemm_new(gemm_state **out, gemm_backend backend, const simd_kernels *kernels
         }
 #endif
     }
-#ifdef GROK2_OPENBLAS
-    if (backend == GEMM_OPENBLAS) openblas_set_num_threads(1);
-#endif
 #ifdef GROK2_ONEDNN
     if (ok && backend == GEMM_ONEDNN) {
         g->bf16 = onednn_has_bf16();
@@ -463,7 +547,9 @@ int gemm_new(gemm_state **out, gemm_backend backend, const simd_kernels *kernels
 
 gemm_backend gemm_state_backend(const gemm_state *g) { return g ? g->backend : GEMM_NATIVE; }
 
-bool gemm_takes(const gemm_state *g, uint32_t weight_type) { return g && reference_decoder(weight_type); }
+bool gemm_takes(const gemm_state *g, uint32_t weight_type) {
+    return g && reference_decoder(weight_type) && (!g->by_type || gemm_auto_backend(weight_type) == g->backend);
+}
 
 /* ---- oneDNN ----------------------------------------------------------------------------------- */
 #ifdef GROK2_ONEDNN
@@ -642,8 +728,8 @@ void gemm_rows(gemm_state *g, int thread, const weight_matrix *w, const uint8_t 
             int64_t rows = r1 - r < step ? r1 - r : step;
             const float *tile = decode_tile(g, th, w, data, r, rows, false);
             /* y[t][r..] = x[t] . tile[j]: row-major x (n x k) times tile^T (k x rows) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)rows, (int)k, 1.0f, x, (int)k, tile,
-                        (int)k, 0.0f, y + r, (int)w->rows);
+            openblas.sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, (int)n, (int)rows, (int)k, 1.0f, x, (int)k,
+                           tile, (int)k, 0.0f, y + r, (int)w->rows);
         }
         return;
     }
