@@ -145,8 +145,7 @@ int gemm_backend_available(gemm_backend b, g2_error *err) {
     case GEMM_OPENBLAS:
 #ifdef GROK2_OPENBLAS
         if (!openblas_sgemm())
-            return g2_fail(err, "--gemm openblas: cannot load %s (%s); install Debian's libopenblas0",
-                           OPENBLAS_LIBRARY, openblas.load_error);
+            return g2_fail(err, "--gemm openblas: %s; install Debian's libopenblas0", openblas.load_error);
         return 0;
 #else
         return g2_fail(err, "--gemm openblas: this build has no OpenBLAS (built with NO_OPENBLAS=1)");
@@ -172,21 +171,16 @@ gemm_backend gemm_backend_default(void) {
     return GEMM_NATIVE;
 }
 
-/* The types whose native kernels beat oneDNN's AMX bf16 tiles, measured on the project VM
- * (2 cores of a Xeon with AMX): TABLE_MEASUREMENT. The types not listed run on oneDNN
- * there (the default's measured win on q4_k_m files). */
-static const uint32_t native_beats_amx[] = {G2_TYPE_Q4_0};
-
+/* Per type, measured on the project VM (2 cores of a Xeon with AMX; README, "Prefill GEMM
+ * back-ends"): oneDNN's AMX bf16 tiles beat the native kernels on every type measured, q4_K +
+ * q6_K (q4_k_m files), q4_0 and q8_0, by 1.3-3x in pp512 and by 1.9-2.6x in CPU time per
+ * prompt token on one thread, so no type stays native where the default is oneDNN. */
 gemm_backend gemm_auto_backend(uint32_t weight_type) {
-    gemm_backend library = gemm_backend_default();
-    if (library == GEMM_NATIVE || !g2_type_get(weight_type) || !g2_type_get(weight_type)->to_float)
-        return GEMM_NATIVE;
-    for (size_t i = 0; i < sizeof native_beats_amx / sizeof native_beats_amx[0]; i++)
-        if (native_beats_amx[i] == weight_type) return GEMM_NATIVE;
-    return library;
+    const g2_type_traits *traits = g2_type_get(weight_type);
+    return traits && traits->to_float ? gemm_backend_default() : GEMM_NATIVE;
 }
 
-/* "gemm auto: onednn for f32 f16 ...; native for q4_0 and for decode" */
+/* "gemm auto: onednn (AMX) for f32 f16 ...; native for decode" */
 void gemm_describe_auto(char *line, size_t size) {
     gemm_backend library = gemm_backend_default();
     char on_library[256] = "", on_native[256] = "";
@@ -200,8 +194,8 @@ void gemm_describe_auto(char *line, size_t size) {
     if (library == GEMM_NATIVE)
         snprintf(line, size, "gemm auto: native for every type (no library back-end beats it on this CPU)");
     else
-        snprintf(line, size, "gemm auto: %s (AMX) for%s; native for%s and for decode", gemm_backend_name(library),
-                 on_library, on_native[0] ? on_native : " no type");
+        snprintf(line, size, "gemm auto: %s (AMX) for%s; native for%s%s decode", gemm_backend_name(library),
+                 on_library, on_native, on_native[0] ? " and for" : "");
 }
 
 /* ---- row decoders ------------------------------------------------------------------------------
@@ -428,7 +422,6 @@ typedef struct {
 
 struct gemm_state {
     gemm_backend backend;
-    bool by_type; /* made for AUTO: takes only the types gemm_auto_backend gives backend */
     bool avx512; /* the AVX-512 decoders (the chosen kernel table is an AVX-512 one) */
     int n_threads;
     int64_t max_cols, m_cap; /* m_cap: max_batch rounded up to M_ALIGN */
@@ -488,16 +481,12 @@ void gemm_free(gemm_state *g) {
 int gemm_new(gemm_state **out, gemm_backend backend, const simd_kernels *kernels, int n_threads, uint32_t max_batch,
              int64_t max_cols, g2_error *err) {
     *out = NULL;
-    /* AUTO: the library's state even if the model has no type it takes (its buffers are then
-     * never touched: address space, no memory) */
-    bool by_type = backend == GEMM_AUTO;
-    if (by_type) backend = gemm_backend_default();
+    if (backend == GEMM_AUTO) backend = gemm_backend_default();
     if (gemm_backend_available(backend, err)) return -1;
     if (backend == GEMM_NATIVE) return 0;
     gemm_state *g = calloc(1, sizeof *g);
     if (!g) return g2_fail(err, "out of memory");
     g->backend = backend;
-    g->by_type = by_type;
     g->avx512 = kernels_are_avx512(kernels);
     g->n_threads = n_threads;
     g->max_cols = max_cols;
@@ -548,7 +537,7 @@ int gemm_new(gemm_state **out, gemm_backend backend, const simd_kernels *kernels
 gemm_backend gemm_state_backend(const gemm_state *g) { return g ? g->backend : GEMM_NATIVE; }
 
 bool gemm_takes(const gemm_state *g, uint32_t weight_type) {
-    return g && reference_decoder(weight_type) && (!g->by_type || gemm_auto_backend(weight_type) == g->backend);
+    return g && reference_decoder(weight_type);
 }
 
 /* ---- oneDNN ----------------------------------------------------------------------------------- */

@@ -135,7 +135,7 @@ const char *gemm_backend_name(gemm_backend b);
 /* 0 when this build and CPU can run b; else -1 with the reason in err. */
 int gemm_backend_available(gemm_backend b, g2_error *err);
 /* The library back-end AUTO's state uses on this CPU (NATIVE: none), and what AUTO runs a
- * batch of weight_type on there (NATIVE or that back-end: the measured faster per type). */
+ * batch of weight_type on there (the measured faster of NATIVE and that back-end). */
 gemm_backend gemm_backend_default(void);
 gemm_backend gemm_auto_backend(uint32_t weight_type);
 /* One line for `grok2 info --cpu`: AUTO's choice per weight type on this CPU. */
@@ -148,7 +148,7 @@ int gemm_new(gemm_state **out, gemm_backend b, const simd_kernels *kernels, int 
              int64_t max_cols, g2_error *err);
 void gemm_free(gemm_state *g);
 gemm_backend gemm_state_backend(const gemm_state *g); /* NATIVE for NULL */
-/* Whether g multiplies weights of this type (false for NULL; for AUTO, per gemm_auto_backend). */
+/* Whether g multiplies weights of this type (false for NULL). */
 bool gemm_takes(const gemm_state *g, uint32_t weight_type);
 /* Converts input id (n rows of cols) for the back-end once, before the pool pass that reads it. */
 void gemm_prepare(gemm_state *g, uint32_t weight_type, const float *x, int64_t n, int64_t cols, uint64_t id);
