@@ -113,7 +113,8 @@ static struct {
 } openblas = {PTHREAD_ONCE_INIT, NULL, ""};
 
 static void openblas_load(void) {
-    /* read by the library's constructor: its pthreads build then starts no worker at all */
+    /* read by the library's constructor: its pthreads build then starts no worker at all (the
+     * CLI gets here while parsing --gemm, before any other thread exists to race setenv) */
     setenv("OPENBLAS_NUM_THREADS", "1", 1);
     void *lib = dlopen(OPENBLAS_LIBRARY, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
@@ -163,7 +164,7 @@ int gemm_backend_available(gemm_backend b, g2_error *err) {
 }
 
 /* Measured (README, "Prefill GEMM back-ends"): oneDNN's AMX bf16 tiles beat the native integer
- * kernels on most types; without AMX the native kernels win over every BLAS on f32/bf16 tiles. */
+ * kernels; without AMX the native kernels win over every BLAS on f32/bf16 tiles. */
 gemm_backend gemm_backend_default(void) {
 #ifdef GROK2_ONEDNN
     if (onednn_has_amx()) return GEMM_ONEDNN;
@@ -537,9 +538,7 @@ int gemm_new(gemm_state **out, gemm_backend backend, const simd_kernels *kernels
 
 gemm_backend gemm_state_backend(const gemm_state *g) { return g ? g->backend : GEMM_NATIVE; }
 
-bool gemm_takes(const gemm_state *g, uint32_t weight_type) {
-    return g && reference_decoder(weight_type);
-}
+bool gemm_takes(const gemm_state *g, uint32_t weight_type) { return g && reference_decoder(weight_type); }
 
 /* ---- oneDNN ----------------------------------------------------------------------------------- */
 #ifdef GROK2_ONEDNN
