@@ -173,10 +173,11 @@ gemm_backend gemm_backend_default(void) {
 }
 
 /* Per type, measured on the project VM (2 cores of a Xeon with AMX, busy; README, "Prefill GEMM
- * back-ends"): oneDNN's AMX bf16 tiles beat the native kernels on every type measured. Best
- * pp512 runs, 2 threads, native vs onednn: q4_k_m files (q4_K + q6_K) 57.9 vs 68.5, q4_0 31.9
- * vs 98.4, q8_0 32.6 vs 105.3 tokens/s; CPU seconds per pp512 on one thread 13.7 vs 7.2, 16.9
- * vs 8.2, 22.8 vs 9.0. So no type stays native where the default is oneDNN. */
+ * back-ends"): oneDNN's AMX bf16 tiles beat the native kernels on every type measured. pp512 on
+ * 2 threads, native vs onednn, best runs (medians): q4_k_m files (q4_K + q6_K) 57.9 vs 68.5
+ * (33 vs 49), q4_0 31.9 vs 98.4 (28 vs 61), q8_0 34.8 vs 105.3 (26 vs 59) tokens/s; CPU seconds
+ * per pp512 on one thread 13.7 vs 7.2, 16.9 vs 8.2, 22.8 vs 9.0. So no type stays native where
+ * the default is oneDNN. */
 gemm_backend gemm_auto_backend(uint32_t weight_type) {
     const g2_type_traits *traits = g2_type_get(weight_type);
     return traits && traits->to_float ? gemm_backend_default() : GEMM_NATIVE;
