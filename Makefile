@@ -33,9 +33,10 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS   += -std=c11 -D_GNU_SOURCE -pthread $(OPTFLAGS) $(WARN) $(BASE_ISA) -MMD -MP
 LDLIBS   += -lcjson -lpcre2-8 -lzstd -lnuma -lm -lpthread
 # prefill GEMM back-ends (runtime/gemm.c, --gemm): NO_OPENBLAS=1 / NO_ONEDNN=1 build without one
+# (OpenBLAS is dlopen'ed when chosen, not linked: nothing of it is needed to build)
 ifneq ($(NO_OPENBLAS),1)
-  CFLAGS += -DGROK2_OPENBLAS $(shell pkg-config --cflags openblas 2>/dev/null)
-  LDLIBS += $(or $(shell pkg-config --libs openblas 2>/dev/null),-lopenblas)
+  CFLAGS += -DGROK2_OPENBLAS
+  LDLIBS += -ldl
 endif
 ifneq ($(NO_ONEDNN),1)
   CFLAGS += -DGROK2_ONEDNN

@@ -211,7 +211,8 @@ static void info_usage(FILE *out) {
                  "memory bandwidth allows.\n\n"
                  "  --json            machine-readable output\n"
                  "  --bandwidth GBPS  memory read bandwidth for the speed bound (default: a few examples)\n"
-                 "  --cpu             the CPU features found and the kernels chosen\n"
+                 "  --cpu             the CPU features found, the kernels chosen and the\n"
+                 "                    back-end --gemm auto gives each weight type\n"
                  "  --numa            the NUMA nodes, the plan the model commands would use (their\n"
                  "                    default --numa auto; GROK2_FAKE_NUMA=N pretends N nodes) and,\n"
                  "                    when sharded, where each node's share of the weights lives now\n"
@@ -256,6 +257,8 @@ int cmd_info(int argc, char **argv) {
             numa = true;
         } else if (!strcmp(argv[i], "--cpu")) {
             char line[512];
+            gemm_describe_auto(line, sizeof line); /* first: tests read the kernels' line to its end */
+            puts(line);
             simd_kernels_get(); /* the choice, as the other commands would make it */
             simd_describe(line, sizeof line);
             puts(line);

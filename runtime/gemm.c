@@ -4,8 +4,12 @@
  *
  *   openblas: each tile of weight rows is decoded to f32 in the thread's scratch and
  *             cblas_sgemm runs single-threaded inside our pool's task. Debian's libopenblas0
- *             is the pthreads variant, which starts its own workers; openblas_set_num_threads(1)
- *             keeps every call on the calling thread (one pool, no oversubscription).
+ *             is the pthreads variant, which starts its idle workers when it is loaded, with
+ *             the count OPENBLAS_NUM_THREADS gives then (read once, at load). So the library
+ *             is not linked: it is dlopen'ed when --gemm openblas is chosen, with
+ *             OPENBLAS_NUM_THREADS=1 set just before, and no other run ever starts its threads;
+ *             openblas_set_num_threads(1) after the load keeps every call on the calling
+ *             thread (one pool, no oversubscription) whatever variant the system picked.
  *   onednn:   a oneDNN (2.x, C API) matmul primitive per tile shape. bf16 x bf16 -> f32 where
  *             the CPU has AVX512-BF16 or AMX (oneDNN then runs AMX tiles), f32 x f32 otherwise,
  *             and always f32 for float weights (f32/f16/bf16 files keep f32 accuracy). Not int8:
@@ -26,7 +30,8 @@
 #include "runtime.h"
 
 #ifdef GROK2_OPENBLAS
-#include <cblas.h>
+#include <dlfcn.h>
+#include <pthread.h>
 #endif
 #ifdef GROK2_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
@@ -91,12 +96,57 @@ static bool onednn_has_amx(void) {
 }
 #endif
 
+#ifdef GROK2_OPENBLAS
+/* OpenBLAS by its Debian soname (the alternatives system points it at the pthreads, OpenMP or
+ * serial build); CBLAS's layout and transpose codes are fixed by the CBLAS standard. */
+#define OPENBLAS_LIBRARY "libopenblas.so.0"
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
+typedef void (*cblas_sgemm_fn)(int layout, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* Loaded once per process (a library is process-wide state anyway); sgemm stays NULL and
+ * load_error says why when it cannot be loaded. */
+static struct {
+    pthread_once_t once;
+    cblas_sgemm_fn sgemm;
+    char load_error[200];
+} openblas = {PTHREAD_ONCE_INIT, NULL, ""};
+
+static void openblas_load(void) {
+    /* read by the library's constructor: its pthreads build then starts no worker at all (the
+     * CLI gets here while parsing --gemm, before any other thread exists to race setenv) */
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    void *lib = dlopen(OPENBLAS_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(openblas.load_error, sizeof openblas.load_error, "%s", dlerror());
+        return;
+    }
+    void (*set_threads)(int) = (void (*)(int))dlsym(lib, "openblas_set_num_threads");
+    cblas_sgemm_fn sgemm = (cblas_sgemm_fn)dlsym(lib, "cblas_sgemm");
+    if (!set_threads || !sgemm) {
+        snprintf(openblas.load_error, sizeof openblas.load_error,
+                 "%s has no openblas_set_num_threads or cblas_sgemm", OPENBLAS_LIBRARY);
+        dlclose(lib);
+        return;
+    }
+    set_threads(1);
+    openblas.sgemm = sgemm;
+}
+
+static cblas_sgemm_fn openblas_sgemm(void) {
+    pthread_once(&openblas.once, openblas_load);
+    return openblas.sgemm;
+}
+#endif
+
 int gemm_backend_available(gemm_backend b, g2_error *err) {
     switch (b) {
     case GEMM_AUTO:
     case GEMM_NATIVE: return 0;
     case GEMM_OPENBLAS:
 #ifdef GROK2_OPENBLAS
+        if (!openblas_sgemm())
+            return g2_fail(err, "--gemm openblas: %s; install Debian's libopenblas0", openblas.load_error);
         return 0;
 #else
         return g2_fail(err, "--gemm openblas: this build has no OpenBLAS (built with NO_OPENBLAS=1)");
@@ -120,6 +170,35 @@ gemm_backend gemm_backend_default(void) {
     if (onednn_has_amx()) return GEMM_ONEDNN;
 #endif
     return GEMM_NATIVE;
+}
+
+/* Per type, measured on the project VM (2 cores of a Xeon with AMX, busy; README, "Prefill GEMM
+ * back-ends"): oneDNN's AMX bf16 tiles beat the native kernels on every type measured. pp512 on
+ * 2 threads, native vs onednn, best runs (medians): q4_k_m files (q4_K + q6_K) 57.9 vs 68.5
+ * (33 vs 49), q4_0 31.9 vs 98.4 (28 vs 61), q8_0 34.8 vs 105.3 (26 vs 59) tokens/s; CPU seconds
+ * per pp512 on one thread 13.7 vs 7.2, 16.9 vs 8.2, 22.8 vs 9.0. So no type stays native where
+ * the default is oneDNN. */
+gemm_backend gemm_auto_backend(uint32_t weight_type) {
+    const g2_type_traits *traits = g2_type_get(weight_type);
+    return traits && traits->to_float ? gemm_backend_default() : GEMM_NATIVE;
+}
+
+/* "gemm auto: onednn (AMX) for f32 f16 ...; native for decode" */
+void gemm_describe_auto(char *line, size_t size) {
+    gemm_backend library = gemm_backend_default();
+    char on_library[256] = "", on_native[256] = "";
+    for (uint32_t t = 0; t < G2_TYPE_ID_LIMIT; t++) {
+        const g2_type_traits *traits = g2_type_get(t);
+        if (!traits || !traits->to_float) continue;
+        char *list = gemm_auto_backend(t) == GEMM_NATIVE ? on_native : on_library;
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof on_native - used, " %s", traits->name);
+    }
+    if (library == GEMM_NATIVE)
+        snprintf(line, size, "gemm auto: native for every type (auto takes oneDNN only where oneDNN finds AMX)");
+    else
+        snprintf(line, size, "gemm auto: %s (AMX) for%s; native for%s%s decode", gemm_backend_name(library),
+                 on_library, on_native, on_native[0] ? " and for" : "");
 }
 
 /* ---- row decoders ------------------------------------------------------------------------------
@@ -433,9 +512,6 @@ int gemm_new(gemm_state **out, gemm_backend backend, const simd_kernels *kernels
         }
 #endif
     }
-#ifdef GROK2_OPENBLAS
-    if (backend == GEMM_OPENBLAS) openblas_set_num_threads(1);
-#endif
 #ifdef GROK2_ONEDNN
     if (ok && backend == GEMM_ONEDNN) {
         g->bf16 = onednn_has_bf16();
@@ -642,8 +718,8 @@ void gemm_rows(gemm_state *g, int thread, const weight_matrix *w, const uint8_t 
             int64_t rows = r1 - r < step ? r1 - r : step;
             const float *tile = decode_tile(g, th, w, data, r, rows, false);
             /* y[t][r..] = x[t] . tile[j]: row-major x (n x k) times tile^T (k x rows) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)rows, (int)k, 1.0f, x, (int)k, tile,
-                        (int)k, 0.0f, y + r, (int)w->rows);
+            openblas.sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, (int)n, (int)rows, (int)k, 1.0f, x, (int)k,
+                           tile, (int)k, 0.0f, y + r, (int)w->rows);
         }
         return;
     }

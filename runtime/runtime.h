@@ -115,7 +115,12 @@ int gemm_backend_parse(const char *name, gemm_backend *out);
 const char *gemm_backend_name(gemm_backend b);
 /* 0 when this build and CPU can run b; else -1 with the reason in err. */
 int gemm_backend_available(gemm_backend b, g2_error *err);
+/* The library back-end AUTO's state uses on this CPU (NATIVE: none), and what AUTO runs a
+ * batch of weight_type on there (the measured faster of NATIVE and that back-end). */
 gemm_backend gemm_backend_default(void);
+gemm_backend gemm_auto_backend(uint32_t weight_type);
+/* One line for `grok2 info --cpu`: AUTO's choice per weight type on this CPU. */
+void gemm_describe_auto(char *line, size_t size);
 
 /* Per-context scratch of a back-end: per-thread weight tiles, converted activations, cached
  * primitives; all allocated here. NULL (and 0) for the native back-end. */

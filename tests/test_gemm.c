@@ -2,6 +2,7 @@
  * to_float bit for bit on every kernel table the CPU runs, each back-end's rows against a
  * double-precision product within the error bound of its arithmetic, and the flag on the CLI. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +177,95 @@ Test(gemm, names_parse_and_native_needs_no_state) {
     cr_expect_eq(gemm_backend_available(d, &err), 0, "the default must run: %s", err.msg);
 }
 
+/* AUTO's state takes exactly the types gemm_auto_backend gives its library back-end, and
+ * `grok2 info --cpu` names each type under that choice. */
+Test(gemm, auto_takes_the_types_it_reports) {
+    simd_cpu_info cpu;
+    simd_cpu_detect(&cpu);
+    gemm_state *g = NULL;
+    g2_error err;
+    cr_assert_eq(gemm_new(&g, GEMM_AUTO, simd_kernels_choose(NULL, &cpu, NULL, 0), 2, 64, 512, &err), 0, "%s",
+                 err.msg);
+    cr_expect_eq(gemm_state_backend(g), gemm_backend_default());
+    harness_result info = harness_run("%s info --cpu", harness_grok2());
+    cr_assert_eq(info.status, 0, "%s", info.err);
+    const char *line = strstr(info.out, "gemm auto: ");
+    cr_assert(line, "%s", info.out);
+    char *end = strchr(line, '\n'), *semicolon = strstr(line, "; native for ");
+    cr_assert(end);
+    for (size_t t = 0; t < N_TYPES; t++) {
+        uint32_t type = decoded_types[t];
+        gemm_backend chosen = gemm_auto_backend(type);
+        cr_expect(chosen == GEMM_NATIVE || chosen == gemm_backend_default(), "%s", g2_type_get(type)->name);
+        cr_expect_eq(gemm_takes(g, type), chosen != GEMM_NATIVE, "auto %s takes %s: %d", gemm_backend_name(chosen),
+                     g2_type_get(type)->name, gemm_takes(g, type));
+        /* " name" followed by a space, ';' or the end of the line, in the part of its back-end */
+        char word[32];
+        snprintf(word, sizeof word, " %s", g2_type_get(type)->name);
+        const char *from = chosen == GEMM_NATIVE && semicolon ? semicolon : line;
+        const char *to = chosen == GEMM_NATIVE || !semicolon ? end : semicolon;
+        bool listed = false;
+        for (const char *at = from; (at = strstr(at, word)) && at < to; at++) {
+            char after = at[strlen(word)];
+            listed |= after == ' ' || after == ';' || after == '\n';
+        }
+        cr_expect(listed || gemm_backend_default() == GEMM_NATIVE, "%s not under %s in: %.*s",
+                  word + 1, gemm_backend_name(chosen), (int)(end - line), line);
+    }
+    harness_result_free(&info);
+    gemm_free(g);
+}
+
+/* ---- OpenBLAS's threads ---------------------------------------------------------------------- */
+
+static int threads_of_this_process(void) {
+    DIR *d = opendir("/proc/self/task");
+    cr_assert(d, "/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static bool openblas_is_loaded(void) {
+    char *maps = harness_read_file("/proc/self/maps", NULL);
+    cr_assert(maps, "/proc/self/maps");
+    bool loaded = strstr(maps, "libopenblas") != NULL;
+    free(maps);
+    return loaded;
+}
+
+/* Debian's pthreads OpenBLAS starts idle workers when it is loaded: the other back-ends never
+ * load it, and --gemm openblas loads it with no worker at all (one multiply runs on each). */
+Test(gemm, only_openblas_loads_openblas_and_it_starts_no_threads) {
+    simd_cpu_info cpu;
+    simd_cpu_detect(&cpu);
+    const simd_kernels *best = simd_kernels_choose(NULL, &cpu, NULL, 0);
+    int threads = threads_of_this_process();
+    cr_assert_not(openblas_is_loaded(), "OpenBLAS is loaded before any back-end was chosen");
+    const gemm_backend others[] = {GEMM_AUTO, GEMM_NATIVE, GEMM_ONEDNN};
+    for (size_t b = 0; b < 3; b++) {
+        g2_error why;
+        if (gemm_backend_available(others[b], &why)) continue;
+        if (others[b] == GEMM_ONEDNN) check_backend(GEMM_ONEDNN, best);
+        gemm_state *g = NULL;
+        cr_assert_eq(gemm_new(&g, others[b], best, 2, 64, 512, &why), 0, "%s", why.msg);
+        gemm_free(g);
+        cr_expect_not(openblas_is_loaded(), "--gemm %s loaded OpenBLAS", gemm_backend_name(others[b]));
+        cr_expect_eq(threads_of_this_process(), threads, "--gemm %s left threads behind",
+                     gemm_backend_name(others[b]));
+    }
+    g2_error why;
+    if (gemm_backend_available(GEMM_OPENBLAS, &why)) {
+        cr_log_warn("%s", why.msg);
+        return;
+    }
+    cr_expect(openblas_is_loaded());
+    check_backend(GEMM_OPENBLAS, best);
+    cr_expect_eq(threads_of_this_process(), threads, "OpenBLAS started %d threads",
+                 threads_of_this_process() - threads);
+}
+
 /* ---- the flag on the command line ------------------------------------------------------------ */
 
 static char *cli_dir;
@@ -272,4 +362,23 @@ Test(gemm_cli, every_available_backend_runs_and_agrees_on_f32) {
         harness_result_free(&bench);
     }
     harness_result_free(&native);
+}
+
+/* The same end to end: ld.so names every library it loads (LD_DEBUG=libs); a run loads OpenBLAS
+ * only with --gemm openblas. */
+Test(gemm_cli, only_an_openblas_run_loads_openblas) {
+    const char *names[] = {"auto", "native", "onednn", "openblas"};
+    for (size_t i = 0; i < 4; i++) {
+        gemm_backend b;
+        g2_error why;
+        cr_assert_eq(gemm_backend_parse(names[i], &b), 0);
+        if (gemm_backend_available(b, &why)) continue;
+        harness_result r = harness_run("LD_DEBUG=libs %s run -m %s -p 'Hello there, how are you' -n 2 --temp 0 --gemm %s",
+                                       harness_grok2(), model, names[i]);
+        cr_expect_eq(r.status, 0, "run --gemm %s: %s", names[i], r.err);
+        bool loaded = strstr(r.err, "libopenblas") != NULL;
+        cr_expect_eq(loaded, b == GEMM_OPENBLAS, "run --gemm %s: OpenBLAS %s", names[i],
+                     loaded ? "loaded" : "not loaded");
+        harness_result_free(&r);
+    }
 }
