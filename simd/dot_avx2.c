@@ -385,6 +385,184 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, int64_t n, const uin
     TILE_END
 }
 
+/* ---- K-quants x Q8_K, small batches (prefill): one row against up to 8 prepared columns --------- */
+/* The tiles above decode a row's super-block for 4 columns and pay, per row and column, for the
+ * bsums, the scale products and 8 int32 lanes converted to float. Here a super-block is decoded
+ * once for KQ_COLS columns and per column only the sub-block products remain (load, VPMADDUBSW,
+ * VPMADDWD by the scales, VPADDD); what is per column and super-block is done for 8 columns at
+ * once, one column per lane:
+ *   - the 8 int32 lane sums of each column are added across lanes in integers (exact: a
+ *     super-block's sum stays below 2^28) by six VPHADDD, so one conversion and one FMA by
+ *     d [dx_0 .. dx_7] serve all 8 columns;
+ *   - Q4_K / Q5_K's mins term: the row's 8 mins (in both register halves) against prepared
+ *     registers that hold column c's 8 bsum pairs in the low half and column c+4's in the high,
+ *     four VPMADDWD and three VPHADDD give sum_j m[j] bsum_j for the 8 columns in lane order.
+ * 16 ymm registers hold the 8 columns' int32 sums and the chunk being multiplied (two nibble
+ * planes and their two scale vectors). The activations stay in their Q8_K blocks (in plane order
+ * already); the per-column dx and bsum pairs are laid out once per KQ_SB_CHUNK super-blocks. */
+#define KQ_COLS 8
+#define KQ_SB_CHUNK 16
+#define KQ_UNROLL _Pragma("GCC unroll 8") /* the column loops: the sums stay in registers */
+
+typedef enum { KQ_Q4_K, KQ_Q5_K, KQ_Q6_K } kq_kind;
+
+typedef struct {
+    const block_q8_k *xb[KQ_COLS];        /* each column's super-block sb0 (column 0 past cn) */
+    __m256 dx[KQ_SB_CHUNK];               /* dx of column c in lane c (0 past cn) */
+    __m256i bpairs[KQ_SB_CHUNK][4];       /* Q4_K/Q5_K: register q: [column q | column q+4] */
+} kq_prep;
+
+SIMD_ALWAYS_INLINE void kq_prepare(const kq_kind kind, const uint8_t *x, size_t xcb, int cn, int64_t sb0, int nsb,
+                                   kq_prep *p) {
+    for (int c = 0; c < KQ_COLS; c++) p->xb[c] = (const block_q8_k *)(x + (size_t)(c < cn ? c : 0) * xcb) + sb0;
+    for (int s = 0; s < nsb; s++) {
+        float d[KQ_COLS];
+        __m128i bp[KQ_COLS];
+        for (int c = 0; c < KQ_COLS; c++) {
+            const block_q8_k *xb = p->xb[c] + s;
+            d[c] = c < cn ? xb->d : 0.0f;
+            bp[c] = c < cn ? _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb->bsums),
+                                            _mm_loadu_si128((const __m128i *)(xb->bsums + 8)))
+                           : _mm_setzero_si128();
+        }
+        p->dx[s] = _mm256_loadu_ps(d);
+        if (kind != KQ_Q6_K)
+            for (int q = 0; q < 4; q++) p->bpairs[s][q] = _mm256_set_m128i(bp[q + 4], bp[q]);
+    }
+}
+
+/* Lane c of the result: the sum of v[c]'s 8 lanes (v[c] for c >= C reads as zero). */
+SIMD_ALWAYS_INLINE __m256i kq_sum_lanes(const int C, const __m256i v[KQ_COLS]) {
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i t2 = C > 4 ? _mm256_hadd_epi32(v[4], v[5]) : zero, t3 = C > 4 ? _mm256_hadd_epi32(v[6], v[7]) : zero;
+    /* u0: [low-half sums of v0..v3 | high-half sums of v0..v3], u1 the same for v4..v7 */
+    __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+/* One row against C (4 or 8) prepared columns over super-blocks sb0 .. sb0+nsb-1: y[c * ys]
+ * for c < cn is set, or added to when `add`. Prefetches the same place one row on (wrb). */
+SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const uint8_t *row, int64_t sb0, int nsb,
+                               const kq_prep *p, int cn, float *y, size_t ys, bool add, size_t wrb) {
+    const size_t block_bytes = kind == KQ_Q6_K ? sizeof(block_q6_k) : kind == KQ_Q5_K ? sizeof(block_q5_k) : sizeof(block_q4_k);
+    const __m256i low4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(16), low2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int s = 0; s < nsb; s++) {
+        const uint8_t *blk = row + (size_t)(sb0 + s) * block_bytes;
+        simd_prefetch_lines(blk + wrb, kind == KQ_Q6_K ? 4 : 3);
+        __m256i isum[KQ_COLS];
+        float dw;
+        __m256i mins = _mm256_setzero_si256();
+        if (kind == KQ_Q6_K) {
+            const block_q6_k *wb = (const block_q6_k *)blk;
+            const __m256i pick[4] = {_mm256_set_m128i(_mm_set1_epi16(0x0302), _mm_set1_epi16(0x0100)),
+                                     _mm256_set_m128i(_mm_set1_epi16(0x0706), _mm_set1_epi16(0x0504)),
+                                     _mm256_set_m128i(_mm_set1_epi16(0x0b0a), _mm_set1_epi16(0x0908)),
+                                     _mm256_set_m128i(_mm_set1_epi16(0x0f0e), _mm_set1_epi16(0x0d0c))};
+            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
+            KQ_UNROLL for (int c = 0; c < C; c++) /* start from -32 sum scale * bsum (q6_k_tile) */
+                isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                           _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)p->xb[c][s].bsums)), 5));
+            SIMD_UNROLL for (int h = 0; h < 2; h++) {
+                __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h));
+                __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32));
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
+                __m256i half_scales = h ? _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(3, 2, 3, 2))
+                                        : _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(1, 0, 1, 0));
+                SIMD_UNROLL for (int k = 0; k < 4; k++) {
+                    __m256i ql = k & 1 ? ql1 : ql0;
+                    __m256i q = _mm256_or_si256(_mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), low4),
+                                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), low2), 4));
+                    __m256i sc = _mm256_shuffle_epi8(half_scales, pick[k]);
+                    KQ_UNROLL for (int c = 0; c < C; c++) {
+                        __m256i xv = _mm256_loadu_si256((const __m256i *)(p->xb[c][s].qs + 128 * h + 32 * k));
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), sc));
+                    }
+                }
+            }
+            dw = half_f32(wb->d);
+        } else {
+            const bool five_bit = kind == KQ_Q5_K;
+            const block_q4_k *hdr = (const block_q4_k *)blk; /* Q5_K shares d, dmin, scales */
+            __m256i sm16 = simd_k45_scales16(hdr->scales);  /* sc[0..7], m[0..7] as int16 */
+            __m256i sc8 = _mm256_permute4x64_epi64(sm16, _MM_SHUFFLE(1, 0, 1, 0));
+            __m256i m8 = _mm256_permute4x64_epi64(sm16, _MM_SHUFFLE(3, 2, 3, 2));
+            const uint8_t *qs = five_bit ? ((const block_q5_k *)blk)->qs : hdr->qs;
+            __m256i qh = five_bit ? _mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh) : _mm256_setzero_si256();
+            KQ_UNROLL for (int c = 0; c < C; c++) isum[c] = _mm256_setzero_si256();
+            SIMD_UNROLL for (int j = 0; j < 4; j++) { /* as k45_tile */
+                __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+                __m256i lo = _mm256_and_si256(raw, low4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+                if (five_bit) {
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
+                    qh = _mm256_srli_epi16(qh, 2);
+                }
+                __m256i sc_lo = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j)), sc_hi = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j + 1));
+                KQ_UNROLL for (int c = 0; c < C; c++) {
+                    const int8_t *xq = p->xb[c][s].qs + 64 * j;
+                    __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)xq)), sc_lo);
+                    __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xq + 32))), sc_hi);
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(plo, phi));
+                }
+            }
+            __m256i mq[4]; /* [column q | column q+4]: 4 partial sums each */
+            SIMD_UNROLL for (int q = 0; q < 4; q++) mq[q] = _mm256_madd_epi16(m8, p->bpairs[s][q]);
+            mins = _mm256_hadd_epi32(_mm256_hadd_epi32(mq[0], mq[1]), _mm256_hadd_epi32(mq[2], mq[3]));
+            dw = half_f32(hdr->d);
+        }
+        KQ_UNROLL for (int c = C; c < KQ_COLS; c++) isum[c] = _mm256_setzero_si256();
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_sum_lanes(C, isum)), _mm256_mul_ps(_mm256_set1_ps(dw), p->dx[s]), acc);
+        if (kind != KQ_Q6_K) {
+            float dmin = half_f32(((const block_q4_k *)blk)->dmin);
+            acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(_mm256_set1_ps(dmin), p->dx[s]), acc);
+        }
+    }
+    float out[KQ_COLS];
+    _mm256_storeu_ps(out, acc);
+    for (int c = 0; c < cn; c++) y[c * ys] = add ? y[c * ys] + out[c] : out[c];
+}
+
+/* One block of at most SIMD_ROW_BLOCK rows and SIMD_COL_BLOCK columns (simd_matmul_blocked walks
+ * the blocks, so their weights and activations stay in L2 while they are reused). */
+SIMD_ALWAYS_INLINE void kq_matmul_block(const kq_kind kind, int64_t n, int64_t nrows, const void *w, size_t wrb,
+                                        int64_t ncols, const void *x, size_t xcb, float *y, size_t ys,
+                                        simd_matvec_fn matvec) {
+    kq_prep prep;
+    const int64_t nb = n / QK_K;
+    const uint8_t *wp = (const uint8_t *)w, *xp = (const uint8_t *)x;
+    for (int64_t c0 = 0; c0 < ncols; c0 += KQ_COLS) {
+        int cn = ncols - c0 < KQ_COLS ? (int)(ncols - c0) : KQ_COLS;
+        const uint8_t *xc = xp + (size_t)c0 * xcb;
+        float *yc = y + (size_t)c0 * ys;
+        if (cn == 1) { /* a lone column: the matvec's 4-row tiles */
+            matvec(n, nrows, wp, wrb, xc, yc);
+            continue;
+        }
+        for (int64_t sb0 = 0; sb0 < nb; sb0 += KQ_SB_CHUNK) {
+            int nsb = nb - sb0 < KQ_SB_CHUNK ? (int)(nb - sb0) : KQ_SB_CHUNK;
+            kq_prepare(kind, xc, xcb, cn, sb0, nsb, &prep);
+            for (int64_t r = 0; r < nrows; r++) {
+                const uint8_t *row = wp + (size_t)r * wrb;
+                if (cn > 4) kq_row(KQ_COLS, kind, row, sb0, nsb, &prep, cn, yc + r, ys, sb0 > 0, wrb);
+                else kq_row(4, kind, row, sb0, nsb, &prep, cn, yc + r, ys, sb0 > 0, wrb);
+            }
+        }
+    }
+}
+
+#define KQ_DRIVERS(NAME, TILE, KIND)                                                                              \
+    SIMD_DEFINE_MATVEC(NAME, TILE)                                                                                \
+    static void NAME##_matmul_block(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols,           \
+                                    const void *x, size_t xcb, float *y, size_t ys) {                             \
+        kq_matmul_block(KIND, n, nrows, w, wrb, ncols, x, xcb, y, ys, NAME##_matvec);                             \
+    }                                                                                                             \
+    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
+                              size_t xcb, float *y, size_t ys) {                                                 \
+        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);         \
+    }
+
 /* ---- float weights x F32 ----------------------------------------------------------------------- */
 /* 8 weights per step, converted exactly to f32 (F16C for fp16, a 16-bit shift for bf16). The
  * tail (n % 8) runs the same step on zero-padded copies. */
@@ -434,9 +612,9 @@ SIMD_ALWAYS_INLINE void float_tile(const int R, const int C, const float_kind ki
 /* ---- drivers and the table ------------------------------------------------------------------------ */
 
 SIMD_DEFINE_DRIVERS(q8_0, q8_0_tile)
-SIMD_DEFINE_DRIVERS(q4_k, q4_k_tile)
-SIMD_DEFINE_DRIVERS(q5_k, q5_k_tile)
-SIMD_DEFINE_DRIVERS(q6_k, q6_k_tile)
+KQ_DRIVERS(q4_k, q4_k_tile, KQ_Q4_K)
+KQ_DRIVERS(q5_k, q5_k_tile, KQ_Q5_K)
+KQ_DRIVERS(q6_k, q6_k_tile, KQ_Q6_K)
 SIMD_DEFINE_DRIVERS(f32, f32_tile)
 SIMD_DEFINE_DRIVERS(f16, f16_tile)
 SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
