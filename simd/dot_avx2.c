@@ -25,18 +25,39 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* Lane c of the result: the sum of v[c]'s 8 lanes, for c < C (other lanes 0). One register
+ * of column sums in 9 instructions instead of a horizontal sum per column. */
+SIMD_ALWAYS_INLINE __m256 hsum_columns(const int C, const __m256 v[8]) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 t0 = _mm256_hadd_ps(v[0], C > 1 ? v[1] : zero);
+    __m256 t1 = C > 2 ? _mm256_hadd_ps(v[2], C > 3 ? v[3] : zero) : zero;
+    __m256 t2 = C > 4 ? _mm256_hadd_ps(v[4], C > 5 ? v[5] : zero) : zero;
+    __m256 t3 = C > 6 ? _mm256_hadd_ps(v[6], C > 7 ? v[7] : zero) : zero;
+    /* u0: [low-half sums of v0..v3 | high-half sums of v0..v3], u1 the same for v4..v7 */
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
 /* sum of u[i] * s[i] over each 4 bytes -> 8 int32 (see the bound above) */
 static inline __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
+/* Column loops of up to 8 (matmul): fully unrolled, the accumulators stay in registers. */
+#define COL_UNROLL _Pragma("GCC unroll 8")
 #define TILE_BEGIN                              \
-    __m256 acc[4][4];                           \
+    __m256 acc[4][8];                           \
     SIMD_UNROLL for (int r = 0; r < R; r++)     \
-        SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
-#define TILE_END                                \
-    SIMD_UNROLL for (int r = 0; r < R; r++)     \
-        SIMD_UNROLL for (int c = 0; c < C; c++) y[c * ys + r] = hsum(acc[r][c]);
+        COL_UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+#define TILE_END                                                     \
+    if (R == 1 && C > 1) { /* matmul: the columns' sums at once */   \
+        float sums[8];                                               \
+        _mm256_storeu_ps(sums, hsum_columns(C, acc[0]));             \
+        COL_UNROLL for (int c = 0; c < C; c++) y[c * ys] = sums[c];  \
+    } else {                                                         \
+        SIMD_UNROLL for (int r = 0; r < R; r++)                      \
+            SIMD_UNROLL for (int c = 0; c < C; c++) y[c * ys + r] = hsum(acc[r][c]); \
+    }
 
 /* ---- 4-bit 32-blocks x Q8_0: pairs of blocks against prepared activations ----------------- */
 /* Q4_0, Q4_1 and IQ4_NL put one block in each 128-bit half of a register: its 16 packed bytes
@@ -48,7 +69,10 @@ static inline __m256i dot_u8s8(__m256i u, __m256i s) {
  * fp16 conversion. */
 
 #define PAIRS_MV 128 /* pairs prepared at once by matvec: 8192 weights, 20 KB of stack */
-#define PAIRS_MM 32  /* by matmul, per column (4 columns at a time): 2048 weights, 20 KB */
+#define PAIRS_MM 16  /* by matmul, per column (NIBBLE_COLS at a time): 1024 weights, 20 KB */
+/* Columns per pass over a row's blocks in matmul: the row's pairs are decoded once for 8
+ * columns (8 accumulators + the pair's two planes and scales fit the 16 registers). */
+#define NIBBLE_COLS 8
 
 typedef enum { K_Q4_0, K_Q4_1, K_IQ4_NL } nibble_kind;
 
@@ -100,7 +124,7 @@ SIMD_ALWAYS_INLINE __m256 pair_scales(const nibble_kind kind, const uint8_t *b0,
 /* R rows x C prepared columns over npairs pairs starting at block blk0 of each row; the last
  * pair has `last` blocks (1 or 2). y[c * ys + r] is set, or added to when `add`. */
 SIMD_ALWAYS_INLINE void nibble_rows(const int R, const int C, const nibble_kind kind, const uint8_t *w, size_t wrb,
-                                    int64_t blk0, int npairs, int last, const xpair *const xp[4], float *y, size_t ys,
+                                    int64_t blk0, int npairs, int last, const xpair *const xp[NIBBLE_COLS], float *y, size_t ys,
                                     bool add) {
     TILE_BEGIN
     const size_t wbytes = nibble_bytes(kind), qoff = kind == K_Q4_1 ? 4 : 2;
@@ -123,7 +147,7 @@ SIMD_ALWAYS_INLINE void nibble_rows(const int R, const int C, const nibble_kind 
             if (kind == K_IQ4_NL) { /* codebook values are signed: |w| and the sign moved onto x */
                 __m256i vlo = _mm256_shuffle_epi8(codebook, lo), vhi = _mm256_shuffle_epi8(codebook, hi);
                 __m256i ulo = _mm256_abs_epi8(vlo), uhi = _mm256_abs_epi8(vhi);
-                SIMD_UNROLL for (int c = 0; c < C; c++) {
+                COL_UNROLL for (int c = 0; c < C; c++) {
                     const xpair *xc = &xp[c][g];
                     __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ulo, _mm256_sign_epi8(xc->lo, vlo)), ones16),
                                                     _mm256_madd_epi16(_mm256_maddubs_epi16(uhi, _mm256_sign_epi8(xc->hi, vhi)), ones16));
@@ -131,7 +155,7 @@ SIMD_ALWAYS_INLINE void nibble_rows(const int R, const int C, const nibble_kind 
                 }
                 continue;
             }
-            SIMD_UNROLL for (int c = 0; c < C; c++) {
+            COL_UNROLL for (int c = 0; c < C; c++) {
                 const xpair *xc = &xp[c][g];
                 /* each plane's pairs <= 2*15*127, so the two planes still fit int16 */
                 __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xc->lo), _mm256_maddubs_epi16(hi, xc->hi));
@@ -140,6 +164,12 @@ SIMD_ALWAYS_INLINE void nibble_rows(const int R, const int C, const nibble_kind 
                 if (kind == K_Q4_1) acc[r][c] = _mm256_fmadd_ps(xc->sumx, _mm256_mul_ps(dm, xc->dx), acc[r][c]);
             }
         }
+    }
+    if (R == 1 && C > 1) { /* matmul: the columns' sums at once */
+        float v[8];
+        _mm256_storeu_ps(v, hsum_columns(C, acc[0]));
+        for (int c = 0; c < C; c++) y[c * ys] = add ? y[c * ys] + v[c] : v[c];
+        return;
     }
     SIMD_UNROLL for (int r = 0; r < R; r++)
         SIMD_UNROLL for (int c = 0; c < C; c++) {
@@ -158,7 +188,7 @@ static inline void pair_span(int64_t nb, int64_t b0, int64_t max_pairs, int *npa
 SIMD_ALWAYS_INLINE void nibble_matvec(const nibble_kind kind, int64_t n, int64_t nrows, const void *w, size_t wrb,
                                       const void *x, float *y) {
     xpair prep[PAIRS_MV];
-    const xpair *const xp[4] = {prep, prep, prep, prep};
+    const xpair *const xp[NIBBLE_COLS] = {prep, prep, prep, prep, prep, prep, prep, prep};
     const int64_t nb = n / QK8_0;
     for (int64_t b0 = 0; b0 < nb; b0 += 2 * PAIRS_MV) {
         int npairs, last;
@@ -175,24 +205,28 @@ SIMD_ALWAYS_INLINE void nibble_matvec(const nibble_kind kind, int64_t n, int64_t
 
 SIMD_ALWAYS_INLINE void nibble_matmul(const nibble_kind kind, int64_t n, int64_t nrows, const void *w, size_t wrb,
                                       int64_t ncols, const void *x, size_t xcb, float *y, size_t ys) {
-    xpair prep[4][PAIRS_MM];
+    xpair prep[NIBBLE_COLS][PAIRS_MM];
     const int64_t nb = n / QK8_0;
     for (int64_t b0 = 0; b0 < nb; b0 += 2 * PAIRS_MM) {
         int npairs, last;
         pair_span(nb, b0, PAIRS_MM, &npairs, &last);
-        for (int64_t c0 = 0; c0 < ncols; c0 += 4) {
-            int cn = ncols - c0 < 4 ? (int)(ncols - c0) : 4;
-            const xpair *xp[4];
+        for (int64_t c0 = 0; c0 < ncols; c0 += NIBBLE_COLS) {
+            int cn = ncols - c0 < NIBBLE_COLS ? (int)(ncols - c0) : NIBBLE_COLS;
+            const xpair *xp[NIBBLE_COLS];
             for (int c = 0; c < cn; c++) {
                 const block_q8_0 *xb = (const block_q8_0 *)((const uint8_t *)x + (size_t)(c0 + c) * xcb) + b0;
                 for (int g = 0; g < npairs; g++) prep_pair(kind, xb + 2 * g, g == npairs - 1 ? last : 2, &prep[c][g]);
                 xp[c] = prep[c];
             }
-            for (int c = cn; c < 4; c++) xp[c] = prep[0];
+            for (int c = cn; c < NIBBLE_COLS; c++) xp[c] = prep[0];
             float *yc = y + (size_t)c0 * ys;
             for (int64_t r = 0; r < nrows; r++) {
                 const uint8_t *wr = (const uint8_t *)w + (size_t)r * wrb;
                 switch (cn) {
+                case 8: nibble_rows(1, 8, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
+                case 7: nibble_rows(1, 7, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
+                case 6: nibble_rows(1, 6, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
+                case 5: nibble_rows(1, 5, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
                 case 4: nibble_rows(1, 4, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
                 case 3: nibble_rows(1, 3, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
                 case 2: nibble_rows(1, 2, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
@@ -227,11 +261,11 @@ SIMD_ALWAYS_INLINE void q8_0_tile(const int R, const int C, int64_t n, const uin
                                   size_t xcb, float *y, size_t ys) {
     TILE_BEGIN
     for (int64_t ib = 0; ib < n / QK8_0; ib++) {
-        __m256i xq[4];
-        float dx[4];
-        SIMD_UNROLL for (int c = 0; c < C; c++) {
+        __m256i xq[8];
+        float dx[8];
+        COL_UNROLL for (int c = 0; c < C; c++) {
             const block_q8_0 *xb = (const block_q8_0 *)(x + c * xcb) + ib;
-            xq[c] = _mm256_loadu_si256((const __m256i *)xb->qs);
+            xq[c] = _mm256_loadu_si256((const __m256i *)xb->qs); /* with 8 columns: loaded where used */
             dx[c] = half_f32(xb->d);
         }
         SIMD_UNROLL for (int r = 0; r < R; r++) {
@@ -239,7 +273,7 @@ SIMD_ALWAYS_INLINE void q8_0_tile(const int R, const int C, int64_t n, const uin
             simd_prefetch_lines((const char *)wb + (size_t)R * wrb, 1); /* the next tile's rows */
             __m256i q = _mm256_loadu_si256((const __m256i *)wb->qs), magnitude = _mm256_abs_epi8(q);
             float dw = half_f32(wb->d);
-            SIMD_UNROLL for (int c = 0; c < C; c++) {
+            COL_UNROLL for (int c = 0; c < C; c++) {
                 __m256i p = dot_u8s8(magnitude, _mm256_sign_epi8(xq[c], q));
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx[c]), acc[r][c]);
             }
@@ -247,6 +281,43 @@ SIMD_ALWAYS_INLINE void q8_0_tile(const int R, const int C, int64_t n, const uin
     }
     TILE_END
 }
+
+/* matvec from the (4, 1) tiles; matmul from (1, C) tiles over groups of 8 columns (a weight
+ * block decoded once for 8), rows in chunks of SIMD_ROW_CHUNK as in SIMD_DEFINE_MATMUL. */
+#define COLS8_DRIVERS(NAME, TILE)                                                                                \
+    SIMD_DEFINE_MATVEC(NAME, TILE)                                                                               \
+    static void NAME##_matmul_block(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols,         \
+                                    const void *x, size_t xcb, float *y, size_t ys) {                          \
+        const uint8_t *wp = (const uint8_t *)w, *xp = (const uint8_t *)x;                                      \
+        for (int64_t r0 = 0; r0 < nrows; r0 += SIMD_ROW_CHUNK) {                                               \
+            int64_t r1 = r0 + SIMD_ROW_CHUNK < nrows ? r0 + SIMD_ROW_CHUNK : nrows;                            \
+            for (int64_t c0 = 0; c0 < ncols; c0 += 8) {                                                        \
+                int cn = ncols - c0 < 8 ? (int)(ncols - c0) : 8;                                               \
+                const uint8_t *xc = xp + (size_t)c0 * xcb;                                                     \
+                float *yc = y + (size_t)c0 * ys;                                                               \
+                if (cn == 1) {                                                                                 \
+                    NAME##_matvec(n, r1 - r0, wp + (size_t)r0 * wrb, wrb, xc, yc + r0);                        \
+                    continue;                                                                                  \
+                }                                                                                              \
+                for (int64_t r = r0; r < r1; r++) {                                                            \
+                    const uint8_t *wr = wp + (size_t)r * wrb;                                                  \
+                    switch (cn) {                                                                              \
+                    case 8: TILE(1, 8, n, wr, wrb, xc, xcb, yc + r, ys); break;                                \
+                    case 7: TILE(1, 7, n, wr, wrb, xc, xcb, yc + r, ys); break;                                \
+                    case 6: TILE(1, 6, n, wr, wrb, xc, xcb, yc + r, ys); break;                                \
+                    case 5: TILE(1, 5, n, wr, wrb, xc, xcb, yc + r, ys); break;                                \
+                    case 4: TILE(1, 4, n, wr, wrb, xc, xcb, yc + r, ys); break;                                \
+                    case 3: TILE(1, 3, n, wr, wrb, xc, xcb, yc + r, ys); break;                                \
+                    default: TILE(1, 2, n, wr, wrb, xc, xcb, yc + r, ys); break;                               \
+                    }                                                                                          \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+    }                                                                                                          \
+    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
+                              size_t xcb, float *y, size_t ys) {                                               \
+        simd_matmul_blocked(NAME##_matmul_block, nrows, n, nrows, w, wrb, ncols, x, xcb, y, ys);              \
+    }
 
 /* ---- K-quants x Q8_K ------------------------------------------------------------------------ */
 
@@ -611,7 +682,7 @@ SIMD_ALWAYS_INLINE void float_tile(const int R, const int C, const float_kind ki
 
 /* ---- drivers and the table ------------------------------------------------------------------------ */
 
-SIMD_DEFINE_DRIVERS(q8_0, q8_0_tile)
+COLS8_DRIVERS(q8_0, q8_0_tile)
 KQ_DRIVERS(q4_k, q4_k_tile, KQ_Q4_K)
 KQ_DRIVERS(q5_k, q5_k_tile, KQ_Q5_K)
 KQ_DRIVERS(q6_k, q6_k_tile, KQ_Q6_K)
