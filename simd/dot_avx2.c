@@ -59,107 +59,124 @@ static inline __m256i dot_u8s8(__m256i u, __m256i s) {
             SIMD_UNROLL for (int c = 0; c < C; c++) y[c * ys + r] = hsum(acc[r][c]); \
     }
 
-/* ---- 4-bit 32-blocks x Q8_0: pairs of blocks against prepared activations ----------------- */
-/* Q4_0, Q4_1 and IQ4_NL put one block in each 128-bit half of a register: its 16 packed bytes
- * give two planes, the low nibbles (elements 0..15) and the high (16..31). The activation side
- * is prepared once per call in the matching shape, x[0..15] and x[16..31] of each block per
- * half, with each lane's integer start value (-8 sum x for Q4_0) and its scale dx, so a row
- * pays only for its own bytes. A pair's two weight scales come from one 32-byte load at its
- * start: a byte shuffle spreads each d over its half and a qword permute packs them for one
- * fp16 conversion. */
+/* ---- 4-bit 32-blocks x Q8_0: quads of blocks against prepared activations ----------------- */
+/* Q4_0, Q4_1 and IQ4_NL take a quad of 4 blocks as two pairs, one block in each 128-bit half of
+ * a register: its 16 packed bytes give two planes, the low nibbles (elements 0..15) and the
+ * high (16..31). The activation side is prepared once per call in the matching shape, x[0..15]
+ * and x[16..31] of each block per half, with each lane's integer start value (-8 sum x for
+ * Q4_0) and scale dx, so a row pays only for its own bytes. The two pairs' int16 pair sums are
+ * merged by one VPHADDW before VPMADDWD (for Q4_0/Q4_1 the two planes' pairs are at most
+ * 2 * 2 * 15 * 127, four of them still fit int16; IQ4_NL's signed codebook values merge as int32
+ * by VPHADDD), so each int32 lane holds 16 products of one block, lanes [b0 b0 b2 b2 | b1 b1
+ * b3 b3], and one conversion and one FMA per column cover the quad: per column and quad, four
+ * VPMADDUBSW, one VPMADDWD and three float operations. */
 
-#define PAIRS_MV 128 /* pairs prepared at once by matvec: 8192 weights, 20 KB of stack */
-#define PAIRS_MM 16  /* by matmul, per column (NIBBLE_COLS at a time): 1024 weights, 20 KB */
-/* Columns per pass over a row's blocks in matmul: the row's pairs are decoded once for 8
- * columns (8 accumulators + the pair's two planes and scales fit the 16 registers). */
+#define QUADS_MV 64 /* quads prepared at once by matvec: 8192 weights, 14 KB of stack */
+#define QUADS_MM 16 /* by matmul, per column (NIBBLE_COLS at a time): 2048 weights, 28 KB */
+/* Columns per pass over a row's blocks in matmul: the row's quads are decoded once for 8
+ * columns (8 accumulators + the quad's four planes and scales: the 16 registers). */
 #define NIBBLE_COLS 8
 
 typedef enum { K_Q4_0, K_Q4_1, K_IQ4_NL } nibble_kind;
 
 typedef struct {
-    __m256i lo, hi; /* x[0..15] | x[16..31] of block 0 in the low half, block 1 in the high */
-    __m256i init;   /* each lane's integer start value */
-    __m256 dx;      /* each lane's activation scale */
-    __m256 sumx;    /* Q4_1: sum of x per lane, as float (for the min term) */
-} xpair;
+    __m256i lo[2], hi[2]; /* pair p: x[0..15] | x[16..31] of block 2p in the low half, 2p+1 in the high */
+    __m256i init;         /* each lane's integer start value, lanes [b0 b0 b2 b2 | b1 b1 b3 b3] */
+    __m256 dx;            /* each lane's activation scale */
+    __m256 sumx;          /* Q4_1: each lane's sum of x, as float (for the min term) */
+} xquad;
 
 static inline size_t nibble_bytes(nibble_kind kind) { return kind == K_Q4_1 ? sizeof(block_q4_1) : sizeof(block_q4_0); }
 
-/* Activations of blocks xb[0 .. count-1] (count 1 or 2; a missing block counts as zero). */
-SIMD_ALWAYS_INLINE void prep_pair(const nibble_kind kind, const block_q8_0 *xb, int count, xpair *p) {
+/* Activations of blocks xb[0 .. count-1] (count 1..4; a missing block counts as zero). */
+SIMD_ALWAYS_INLINE void prep_quad(const nibble_kind kind, const block_q8_0 *xb, int count, xquad *p) {
     const __m256i ones = _mm256_set1_epi8(1);
-    __m128i lo1 = _mm_setzero_si128(), hi1 = _mm_setzero_si128();
-    float d1 = 0;
-    if (count > 1) {
-        lo1 = _mm_loadu_si128((const __m128i *)xb[1].qs);
-        hi1 = _mm_loadu_si128((const __m128i *)(xb[1].qs + 16));
-        d1 = half_f32(xb[1].d);
+    float d[4];
+    __m128i lo[4], hi[4];
+    for (int j = 0; j < 4; j++) {
+        d[j] = j < count ? half_f32(xb[j].d) : 0.0f;
+        lo[j] = j < count ? _mm_loadu_si128((const __m128i *)xb[j].qs) : _mm_setzero_si128();
+        hi[j] = j < count ? _mm_loadu_si128((const __m128i *)(xb[j].qs + 16)) : _mm_setzero_si128();
     }
-    p->lo = _mm256_set_m128i(lo1, _mm_loadu_si128((const __m128i *)xb[0].qs));
-    p->hi = _mm256_set_m128i(hi1, _mm_loadu_si128((const __m128i *)(xb[0].qs + 16)));
-    __m256i sum = _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(ones, p->lo), _mm256_maddubs_epi16(ones, p->hi)),
-                                    _mm256_set1_epi16(1));
+    __m256i pairs[2];
+    for (int q = 0; q < 2; q++) {
+        p->lo[q] = _mm256_set_m128i(lo[2 * q + 1], lo[2 * q]);
+        p->hi[q] = _mm256_set_m128i(hi[2 * q + 1], hi[2 * q]);
+        pairs[q] = _mm256_add_epi16(_mm256_maddubs_epi16(ones, p->lo[q]), _mm256_maddubs_epi16(ones, p->hi[q]));
+    }
+    /* the weights' path with all weights 1: each lane's sum of x */
+    __m256i sum = _mm256_madd_epi16(_mm256_hadd_epi16(pairs[0], pairs[1]), _mm256_set1_epi16(1));
     p->init = kind == K_Q4_0 ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 3)) : _mm256_setzero_si256();
-    p->dx = _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(half_f32(xb[0].d)));
+    p->dx = _mm256_setr_ps(d[0], d[0], d[2], d[2], d[1], d[1], d[3], d[3]);
     p->sumx = kind == K_Q4_1 ? _mm256_cvtepi32_ps(sum) : _mm256_setzero_ps();
 }
 
-/* [d0 x4 | d1 x4] (and for Q4_1 [m0 x4 | m1 x4]) from the 32 bytes at a pair's start. */
-SIMD_ALWAYS_INLINE __m256 pair_scales(const nibble_kind kind, const uint8_t *b0, __m256 *mins) {
-    __m256i raw = _mm256_loadu_si256((const __m256i *)b0);
-    if (kind == K_Q4_1) { /* d0 at byte 0, m0 at 2; d1 at 20 = byte 4 of the high half, m1 at 6 */
-        const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4, 5, 4, 5, 4, 5,
-                                                6, 7, 6, 7, 6, 7, 6, 7);
-        __m256i h = _mm256_shuffle_epi8(raw, spread); /* [d0 x4, m0 x4 | d1 x4, m1 x4] */
-        *mins = _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(h, _MM_SHUFFLE(3, 1, 3, 1))));
-        return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(h, _MM_SHUFFLE(2, 0, 2, 0))));
-    }
-    /* d0 at byte 0, d1 at 18 = byte 2 of the high half */
-    const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
-                                            2, 3, 2, 3, 2, 3);
-    __m256i h = _mm256_shuffle_epi8(raw, spread);
+/* A quad's fp16 at byte offset `lo` of each block, in the lanes' order [b0 b0 b2 b2 | b1 b1 b3 b3]:
+ * a 32-byte load at each pair's start holds the pair's two values (block 2p's at byte lo of the
+ * low half, block 2p+1's at byte `hi` of the high half); a byte shuffle spreads them, a blend
+ * interleaves the pairs and a qword permute packs them for one conversion. */
+SIMD_ALWAYS_INLINE __m256 quad_halves(const uint8_t *b0, size_t wbytes, const int lo, const int hi) {
+    const __m256i spread = _mm256_setr_epi8(lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo, lo + 1, lo,
+                                            lo + 1, lo, lo + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1, hi, hi + 1,
+                                            hi, hi + 1, hi, hi + 1, hi, hi + 1);
+    __m256i p0 = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)b0), spread);
+    __m256i p1 = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(b0 + 2 * wbytes)), spread);
+    __m256i h = _mm256_blend_epi32(p0, p1, 0xaa); /* dwords: [d0 d0, d2 d2, .. | d1 d1, d3 d3, ..] */
     return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(h, _MM_SHUFFLE(2, 0, 2, 0))));
 }
 
-/* R rows x C prepared columns over npairs pairs starting at block blk0 of each row; the last
- * pair has `last` blocks (1 or 2). y[c * ys + r] is set, or added to when `add`. */
+/* R rows x C prepared columns over nquads quads starting at block blk0 of each row; the last
+ * quad has `last` blocks (1..4). y[c * ys + r] is set, or added to when `add`. */
 SIMD_ALWAYS_INLINE void nibble_rows(const int R, const int C, const nibble_kind kind, const uint8_t *w, size_t wrb,
-                                    int64_t blk0, int npairs, int last, const xpair *const xp[NIBBLE_COLS], float *y, size_t ys,
-                                    bool add) {
+                                    int64_t blk0, int nquads, int last, const xquad *const xq[NIBBLE_COLS], float *y,
+                                    size_t ys, bool add) {
     TILE_BEGIN
     const size_t wbytes = nibble_bytes(kind), qoff = kind == K_Q4_1 ? 4 : 2;
     const __m256i low4 = _mm256_set1_epi8(15), ones16 = _mm256_set1_epi16(1);
     const __m256i codebook = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)g2_iq4nl_values));
-    for (int g = 0; g < npairs; g++) {
+    for (int g = 0; g < nquads; g++) {
         SIMD_UNROLL for (int r = 0; r < R; r++) {
-            const uint8_t *b0 = w + r * wrb + (size_t)(blk0 + 2 * g) * wbytes;
-            simd_prefetch_lines(b0 + (size_t)R * wrb, 1); /* the next tile's rows */
-            uint8_t pad[2 * sizeof(block_q4_1)];
-            if (g == npairs - 1 && last < 2) { /* a lone last block: its partner reads as zero */
+            const uint8_t *b0 = w + r * wrb + (size_t)(blk0 + 4 * g) * wbytes;
+            simd_prefetch_lines(b0 + (size_t)R * wrb, 2); /* the next tile's rows */
+            uint8_t pad[4 * sizeof(block_q4_1)];
+            if (g == nquads - 1 && last < 4) { /* a short last quad: its missing blocks read as zero */
                 memset(pad, 0, sizeof pad);
-                memcpy(pad, b0, wbytes);
+                memcpy(pad, b0, (size_t)last * wbytes);
                 b0 = pad;
             }
-            __m256i q = _mm256_loadu2_m128i((const __m128i *)(b0 + wbytes + qoff), (const __m128i *)(b0 + qoff));
-            __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
-            __m256 dm = _mm256_setzero_ps();
-            __m256 dw = pair_scales(kind, b0, &dm);
+            __m256i lo[2], hi[2];
+            for (int q = 0; q < 2; q++) {
+                const uint8_t *bp = b0 + 2 * q * wbytes + qoff;
+                __m256i v = _mm256_loadu2_m128i((const __m128i *)(bp + wbytes), (const __m128i *)bp);
+                lo[q] = _mm256_and_si256(v, low4);
+                hi[q] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+            }
+            __m256 dw = kind == K_Q4_1 ? quad_halves(b0, wbytes, 0, 4) : quad_halves(b0, wbytes, 0, 2);
             if (kind == K_IQ4_NL) { /* codebook values are signed: |w| and the sign moved onto x */
-                __m256i vlo = _mm256_shuffle_epi8(codebook, lo), vhi = _mm256_shuffle_epi8(codebook, hi);
-                __m256i ulo = _mm256_abs_epi8(vlo), uhi = _mm256_abs_epi8(vhi);
+                __m256i vlo[2], vhi[2];
+                for (int q = 0; q < 2; q++) {
+                    vlo[q] = _mm256_shuffle_epi8(codebook, lo[q]);
+                    vhi[q] = _mm256_shuffle_epi8(codebook, hi[q]);
+                    lo[q] = _mm256_abs_epi8(vlo[q]);
+                    hi[q] = _mm256_abs_epi8(vhi[q]);
+                }
                 COL_UNROLL for (int c = 0; c < C; c++) {
-                    const xpair *xc = &xp[c][g];
-                    __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ulo, _mm256_sign_epi8(xc->lo, vlo)), ones16),
-                                                    _mm256_madd_epi16(_mm256_maddubs_epi16(uhi, _mm256_sign_epi8(xc->hi, vhi)), ones16));
+                    const xquad *xc = &xq[c][g];
+                    __m256i s[2]; /* pairs up to 2 * 127 * 127: each plane to int32 before adding */
+                    for (int q = 0; q < 2; q++)
+                        s[q] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo[q], _mm256_sign_epi8(xc->lo[q], vlo[q])), ones16),
+                                                _mm256_madd_epi16(_mm256_maddubs_epi16(hi[q], _mm256_sign_epi8(xc->hi[q], vhi[q])), ones16));
+                    __m256i isum = _mm256_hadd_epi32(s[0], s[1]);
                     acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, xc->dx), acc[r][c]);
                 }
                 continue;
             }
+            __m256 dm = kind == K_Q4_1 ? quad_halves(b0, wbytes, 2, 6) : _mm256_setzero_ps();
             COL_UNROLL for (int c = 0; c < C; c++) {
-                const xpair *xc = &xp[c][g];
-                /* each plane's pairs <= 2*15*127, so the two planes still fit int16 */
-                __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xc->lo), _mm256_maddubs_epi16(hi, xc->hi));
-                __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(pairs, ones16), xc->init);
+                const xquad *xc = &xq[c][g];
+                __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[0], xc->lo[0]), _mm256_maddubs_epi16(hi[0], xc->hi[0]));
+                __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[1], xc->lo[1]), _mm256_maddubs_epi16(hi[1], xc->hi[1]));
+                __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(_mm256_hadd_epi16(p0, p1), ones16), xc->init);
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, xc->dx), acc[r][c]);
                 if (kind == K_Q4_1) acc[r][c] = _mm256_fmadd_ps(xc->sumx, _mm256_mul_ps(dm, xc->dx), acc[r][c]);
             }
@@ -178,59 +195,59 @@ SIMD_ALWAYS_INLINE void nibble_rows(const int R, const int C, const nibble_kind 
         }
 }
 
-/* Blocks from b0 on, in pairs, at most max_pairs: how many pairs, and the size of the last. */
-static inline void pair_span(int64_t nb, int64_t b0, int64_t max_pairs, int *npairs, int *last) {
-    int64_t count = nb - b0 < 2 * max_pairs ? nb - b0 : 2 * max_pairs;
-    *npairs = (int)((count + 1) / 2);
-    *last = (int)(count - 2 * (*npairs - 1));
+/* Blocks from b0 on, in quads, at most max_quads: how many quads, and the size of the last. */
+static inline void quad_span(int64_t nb, int64_t b0, int64_t max_quads, int *nquads, int *last) {
+    int64_t count = nb - b0 < 4 * max_quads ? nb - b0 : 4 * max_quads;
+    *nquads = (int)((count + 3) / 4);
+    *last = (int)(count - 4 * (*nquads - 1));
 }
 
 SIMD_ALWAYS_INLINE void nibble_matvec(const nibble_kind kind, int64_t n, int64_t nrows, const void *w, size_t wrb,
                                       const void *x, float *y) {
-    xpair prep[PAIRS_MV];
-    const xpair *const xp[NIBBLE_COLS] = {prep, prep, prep, prep, prep, prep, prep, prep};
+    xquad prep[QUADS_MV];
+    const xquad *const xq[NIBBLE_COLS] = {prep, prep, prep, prep, prep, prep, prep, prep};
     const int64_t nb = n / QK8_0;
-    for (int64_t b0 = 0; b0 < nb; b0 += 2 * PAIRS_MV) {
-        int npairs, last;
-        pair_span(nb, b0, PAIRS_MV, &npairs, &last);
-        for (int g = 0; g < npairs; g++)
-            prep_pair(kind, (const block_q8_0 *)x + b0 + 2 * g, g == npairs - 1 ? last : 2, &prep[g]);
+    for (int64_t b0 = 0; b0 < nb; b0 += 4 * QUADS_MV) {
+        int nquads, last;
+        quad_span(nb, b0, QUADS_MV, &nquads, &last);
+        for (int g = 0; g < nquads; g++)
+            prep_quad(kind, (const block_q8_0 *)x + b0 + 4 * g, g == nquads - 1 ? last : 4, &prep[g]);
         int64_t r = 0;
         for (; r + 4 <= nrows; r += 4)
-            nibble_rows(4, 1, kind, (const uint8_t *)w + (size_t)r * wrb, wrb, b0, npairs, last, xp, y + r, 0, b0 > 0);
+            nibble_rows(4, 1, kind, (const uint8_t *)w + (size_t)r * wrb, wrb, b0, nquads, last, xq, y + r, 0, b0 > 0);
         for (; r < nrows; r++)
-            nibble_rows(1, 1, kind, (const uint8_t *)w + (size_t)r * wrb, wrb, b0, npairs, last, xp, y + r, 0, b0 > 0);
+            nibble_rows(1, 1, kind, (const uint8_t *)w + (size_t)r * wrb, wrb, b0, nquads, last, xq, y + r, 0, b0 > 0);
     }
 }
 
 SIMD_ALWAYS_INLINE void nibble_matmul(const nibble_kind kind, int64_t n, int64_t nrows, const void *w, size_t wrb,
                                       int64_t ncols, const void *x, size_t xcb, float *y, size_t ys) {
-    xpair prep[NIBBLE_COLS][PAIRS_MM];
+    xquad prep[NIBBLE_COLS][QUADS_MM];
     const int64_t nb = n / QK8_0;
-    for (int64_t b0 = 0; b0 < nb; b0 += 2 * PAIRS_MM) {
-        int npairs, last;
-        pair_span(nb, b0, PAIRS_MM, &npairs, &last);
+    for (int64_t b0 = 0; b0 < nb; b0 += 4 * QUADS_MM) {
+        int nquads, last;
+        quad_span(nb, b0, QUADS_MM, &nquads, &last);
         for (int64_t c0 = 0; c0 < ncols; c0 += NIBBLE_COLS) {
             int cn = ncols - c0 < NIBBLE_COLS ? (int)(ncols - c0) : NIBBLE_COLS;
-            const xpair *xp[NIBBLE_COLS];
+            const xquad *xq[NIBBLE_COLS];
             for (int c = 0; c < cn; c++) {
                 const block_q8_0 *xb = (const block_q8_0 *)((const uint8_t *)x + (size_t)(c0 + c) * xcb) + b0;
-                for (int g = 0; g < npairs; g++) prep_pair(kind, xb + 2 * g, g == npairs - 1 ? last : 2, &prep[c][g]);
-                xp[c] = prep[c];
+                for (int g = 0; g < nquads; g++) prep_quad(kind, xb + 4 * g, g == nquads - 1 ? last : 4, &prep[c][g]);
+                xq[c] = prep[c];
             }
-            for (int c = cn; c < NIBBLE_COLS; c++) xp[c] = prep[0];
+            for (int c = cn; c < NIBBLE_COLS; c++) xq[c] = prep[0];
             float *yc = y + (size_t)c0 * ys;
             for (int64_t r = 0; r < nrows; r++) {
                 const uint8_t *wr = (const uint8_t *)w + (size_t)r * wrb;
                 switch (cn) {
-                case 8: nibble_rows(1, 8, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
-                case 7: nibble_rows(1, 7, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
-                case 6: nibble_rows(1, 6, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
-                case 5: nibble_rows(1, 5, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
-                case 4: nibble_rows(1, 4, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
-                case 3: nibble_rows(1, 3, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
-                case 2: nibble_rows(1, 2, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
-                default: nibble_rows(1, 1, kind, wr, wrb, b0, npairs, last, xp, yc + r, ys, b0 > 0); break;
+                case 8: nibble_rows(1, 8, kind, wr, wrb, b0, nquads, last, xq, yc + r, ys, b0 > 0); break;
+                case 7: nibble_rows(1, 7, kind, wr, wrb, b0, nquads, last, xq, yc + r, ys, b0 > 0); break;
+                case 6: nibble_rows(1, 6, kind, wr, wrb, b0, nquads, last, xq, yc + r, ys, b0 > 0); break;
+                case 5: nibble_rows(1, 5, kind, wr, wrb, b0, nquads, last, xq, yc + r, ys, b0 > 0); break;
+                case 4: nibble_rows(1, 4, kind, wr, wrb, b0, nquads, last, xq, yc + r, ys, b0 > 0); break;
+                case 3: nibble_rows(1, 3, kind, wr, wrb, b0, nquads, last, xq, yc + r, ys, b0 > 0); break;
+                case 2: nibble_rows(1, 2, kind, wr, wrb, b0, nquads, last, xq, yc + r, ys, b0 > 0); break;
+                default: nibble_rows(1, 1, kind, wr, wrb, b0, nquads, last, xq, yc + r, ys, b0 > 0); break;
                 }
             }
         }
