@@ -804,19 +804,7 @@ static uint64_t int8_peak_vnni(uint64_t iterations) { return int8_peak(true, ite
     {                                                                                                        \
         .name = NAME SIMD_AVX512_SUFFIX, .needs = (NEEDS), .quantize_q8_0 = simd_quantize_q8_0_avx512,       \
         .quantize_q8_k = simd_quantize_q8_k_avx512,                                                          \
-        .types =                                                                                             \
-            {                                                                                                \
-                [SIMD_TYPE_Q4_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, q4_0_##V),   \
-                [SIMD_TYPE_Q4_1] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, q4_1_##V),   \
-                [SIMD_TYPE_Q8_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, q8_0_##V),   \
-                [SIMD_TYPE_IQ4_NL] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, iq4_nl_##V), \
-                [SIMD_TYPE_Q4_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx512, q4_k_##V),    \
-                [SIMD_TYPE_Q5_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx512, q5_k_##V),    \
-                [SIMD_TYPE_Q6_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx512, q6_k_##V),    \
-                [SIMD_TYPE_F32] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f32),                        \
-                [SIMD_TYPE_F16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f16),                        \
-                [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16),                      \
-            },                                                                                               \
+        .types = {SIMD_TYPE_ROWS(simd_quantize_q8_0_avx512, simd_quantize_q8_k_avx512, _##V)},               \
         SIMD_VECMATH_ROW(avx512), .int8_peak = int8_peak_##V,                                                \
     }
 
