@@ -262,10 +262,7 @@ SIMD_ALWAYS_INLINE void nibble_matmul(const nibble_kind kind, int64_t n, int64_t
                                     const void *x, size_t xcb, float *y, size_t ys) {                          \
         nibble_matmul(KIND, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                             \
     }                                                                                                            \
-    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
-                              size_t xcb, float *y, size_t ys) {                                                 \
-        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);        \
-    }
+    SIMD_DEFINE_BLOCKED_MATMUL(NAME, SIMD_ROW_BLOCK)
 NIBBLE_DRIVERS(q4_0, K_Q4_0)
 NIBBLE_DRIVERS(q4_1, K_Q4_1)
 NIBBLE_DRIVERS(iq4_nl, K_IQ4_NL)
@@ -331,10 +328,7 @@ SIMD_ALWAYS_INLINE void q8_0_tile(const int R, const int C, int64_t n, const uin
             }                                                                                                  \
         }                                                                                                      \
     }                                                                                                          \
-    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
-                              size_t xcb, float *y, size_t ys) {                                               \
-        simd_matmul_blocked(NAME##_matmul_block, nrows, n, nrows, w, wrb, ncols, x, xcb, y, ys);              \
-    }
+    SIMD_DEFINE_BLOCKED_MATMUL(NAME, nrows)
 
 /* ---- K-quants x Q8_K ------------------------------------------------------------------------ */
 
@@ -346,6 +340,21 @@ static inline float hsum128(__m128 s) {
 
 /* int16 word k of a register, in all 16 lanes (both halves hold the same 8 words) */
 #define WORD_SPREAD(k) _mm256_set1_epi16((short)((2 * (k)) | ((2 * (k) + 1) << 8)))
+
+/* Chunk j (64 weights) of a Q4_K / Q5_K super-block as its two planes of 32 quants: lo is
+ * sub-block 2j, hi sub-block 2j+1 (see k45_tile); for Q5_K, *qh (the block's qh, shifted right
+ * by 2 for each chunk taken before) gives their fifth bits. */
+SIMD_ALWAYS_INLINE void k45_planes(const bool five_bit, const uint8_t *qs, int j, __m256i *qh, __m256i *lo, __m256i *hi) {
+    const __m256i low4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(16);
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+    *lo = _mm256_and_si256(raw, low4);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+    if (five_bit) {
+        *lo = _mm256_or_si256(*lo, _mm256_and_si256(_mm256_slli_epi16(*qh, 4), bit4));
+        *hi = _mm256_or_si256(*hi, _mm256_and_si256(_mm256_slli_epi16(*qh, 3), bit4));
+        *qh = _mm256_srli_epi16(*qh, 2);
+    }
+}
 
 /* Q4_K (five_bit false) and Q5_K. A 64-weight chunk j is 32 bytes of qs: the low nibbles are
  * sub-block 2j (x[64j..64j+31]), the high nibbles sub-block 2j+1. Sub-block scales multiply
@@ -360,7 +369,6 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
     SIMD_UNROLL for (int r = 0; r < R; r++)
         SIMD_UNROLL for (int c = 0; c < C; c++) accm[r][c] = _mm_setzero_ps();
     const size_t block_bytes = five_bit ? sizeof(block_q5_k) : sizeof(block_q4_k);
-    const __m256i low4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(16);
     for (int64_t ib = 0; ib < n / QK_K; ib++) {
         const block_q8_k *xb[4];
         __m128i bpairs[4];
@@ -381,13 +389,8 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
             __m256i isum[4];
             SIMD_UNROLL for (int c = 0; c < C; c++) isum[c] = _mm256_setzero_si256();
             SIMD_UNROLL for (int j = 0; j < 4; j++) {
-                __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
-                __m256i lo = _mm256_and_si256(raw, low4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
-                if (five_bit) {
-                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
-                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
-                    qh = _mm256_srli_epi16(qh, 2);
-                }
+                __m256i lo, hi;
+                k45_planes(five_bit, qs, j, &qh, &lo, &hi);
                 __m256i sc_lo = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j)), sc_hi = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j + 1));
                 SIMD_UNROLL for (int c = 0; c < C; c++) {
                     __m256i xlo = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 64 * j));
@@ -421,14 +424,23 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
  * scales of half h are copied to both register halves, then a byte shuffle picks word 2k in
  * the low half and 2k+1 in the high. The -32 offset is folded in once per super-block as
  * 32 * sum_g scale[g] * bsums[g]. */
+/* Quarter k of half h of a Q6_K super-block: its 32 quants (6 bits, unsigned), and in *sc the
+ * scales of their two sub-blocks over the int16 lanes; sc16: the block's 16 scales as int16. */
+SIMD_ALWAYS_INLINE __m256i q6_k_quarter(const block_q6_k *wb, const int h, const int k, __m256i sc16, __m256i *sc) {
+    const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3);
+    const __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x0302 + 0x0404 * k)), _mm_set1_epi16((short)(0x0100 + 0x0404 * k)));
+    __m256i half_scales = h ? _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(3, 2, 3, 2))
+                            : _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(1, 0, 1, 0));
+    *sc = _mm256_shuffle_epi8(half_scales, pick);
+    __m256i ql = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32 * (k & 1)));
+    __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
+    return _mm256_or_si256(_mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), low4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), low2), 4));
+}
+
 SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, int64_t n, const uint8_t *w, size_t wrb, const uint8_t *x,
                                   size_t xcb, float *y, size_t ys) {
     TILE_BEGIN
-    const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3);
-    const __m256i pick[4] = {_mm256_set_m128i(_mm_set1_epi16(0x0302), _mm_set1_epi16(0x0100)),
-                             _mm256_set_m128i(_mm_set1_epi16(0x0706), _mm_set1_epi16(0x0504)),
-                             _mm256_set_m128i(_mm_set1_epi16(0x0b0a), _mm_set1_epi16(0x0908)),
-                             _mm256_set_m128i(_mm_set1_epi16(0x0f0e), _mm_set1_epi16(0x0d0c))};
     for (int64_t ib = 0; ib < n / QK_K; ib++) {
         const block_q8_k *xb[4];
         __m256i bs[4];
@@ -443,28 +455,14 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, int64_t n, const uin
             __m256i isum[4];
             SIMD_UNROLL for (int c = 0; c < C; c++) /* start from -32 sum scale * bsum */
                 isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs[c]), 5));
-            SIMD_UNROLL for (int h = 0; h < 2; h++) {
-                __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h));
-                __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32));
-                __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
-                __m256i half_scales = h ? _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(3, 2, 3, 2))
-                                        : _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(1, 0, 1, 0));
-                __m256i q[4];
-                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
-                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
-                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
-                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
+            SIMD_UNROLL for (int h = 0; h < 2; h++)
                 SIMD_UNROLL for (int k = 0; k < 4; k++) {
-                    __m256i sc = _mm256_shuffle_epi8(half_scales, pick[k]);
+                    __m256i sc, q = q6_k_quarter(wb, h, k, sc16, &sc);
                     SIMD_UNROLL for (int c = 0; c < C; c++) {
                         __m256i xv = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 128 * h + 32 * k));
-                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], xv), sc));
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), sc));
                     }
                 }
-            }
             float d = half_f32(wb->d);
             SIMD_UNROLL for (int c = 0; c < C; c++)
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * xb[c]->d), acc[r][c]);
@@ -534,7 +532,6 @@ SIMD_ALWAYS_INLINE __m256i kq_sum_lanes(const int C, const __m256i v[KQ_COLS]) {
 SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const uint8_t *row, int64_t sb0, int nsb,
                                const kq_prep *p, int cn, float *y, size_t ys, bool add, size_t wrb) {
     const size_t block_bytes = kind == KQ_Q6_K ? sizeof(block_q6_k) : kind == KQ_Q5_K ? sizeof(block_q5_k) : sizeof(block_q4_k);
-    const __m256i low4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(16), low2 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
     for (int s = 0; s < nsb; s++) {
         const uint8_t *blk = row + (size_t)(sb0 + s) * block_bytes;
@@ -544,31 +541,18 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const uint8_t *r
         __m256i mins = _mm256_setzero_si256();
         if (kind == KQ_Q6_K) {
             const block_q6_k *wb = (const block_q6_k *)blk;
-            const __m256i pick[4] = {_mm256_set_m128i(_mm_set1_epi16(0x0302), _mm_set1_epi16(0x0100)),
-                                     _mm256_set_m128i(_mm_set1_epi16(0x0706), _mm_set1_epi16(0x0504)),
-                                     _mm256_set_m128i(_mm_set1_epi16(0x0b0a), _mm_set1_epi16(0x0908)),
-                                     _mm256_set_m128i(_mm_set1_epi16(0x0f0e), _mm_set1_epi16(0x0d0c))};
             __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
             KQ_UNROLL for (int c = 0; c < C; c++) /* start from -32 sum scale * bsum (q6_k_tile) */
                 isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(),
                                            _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)p->xb[c][s].bsums)), 5));
-            SIMD_UNROLL for (int h = 0; h < 2; h++) {
-                __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h));
-                __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32));
-                __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
-                __m256i half_scales = h ? _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(3, 2, 3, 2))
-                                        : _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(1, 0, 1, 0));
+            SIMD_UNROLL for (int h = 0; h < 2; h++)
                 SIMD_UNROLL for (int k = 0; k < 4; k++) {
-                    __m256i ql = k & 1 ? ql1 : ql0;
-                    __m256i q = _mm256_or_si256(_mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), low4),
-                                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), low2), 4));
-                    __m256i sc = _mm256_shuffle_epi8(half_scales, pick[k]);
+                    __m256i sc, q = q6_k_quarter(wb, h, k, sc16, &sc);
                     KQ_UNROLL for (int c = 0; c < C; c++) {
                         __m256i xv = _mm256_loadu_si256((const __m256i *)(p->xb[c][s].qs + 128 * h + 32 * k));
                         isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), sc));
                     }
                 }
-            }
             dw = half_f32(wb->d);
         } else {
             const bool five_bit = kind == KQ_Q5_K;
@@ -579,14 +563,9 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const uint8_t *r
             const uint8_t *qs = five_bit ? ((const block_q5_k *)blk)->qs : hdr->qs;
             __m256i qh = five_bit ? _mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh) : _mm256_setzero_si256();
             KQ_UNROLL for (int c = 0; c < C; c++) isum[c] = _mm256_setzero_si256();
-            SIMD_UNROLL for (int j = 0; j < 4; j++) { /* as k45_tile */
-                __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
-                __m256i lo = _mm256_and_si256(raw, low4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
-                if (five_bit) {
-                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
-                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
-                    qh = _mm256_srli_epi16(qh, 2);
-                }
+            SIMD_UNROLL for (int j = 0; j < 4; j++) {
+                __m256i lo, hi;
+                k45_planes(five_bit, qs, j, &qh, &lo, &hi);
                 __m256i sc_lo = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j)), sc_hi = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j + 1));
                 KQ_UNROLL for (int c = 0; c < C; c++) {
                     const int8_t *xq = p->xb[c][s].qs + 64 * j;
@@ -646,10 +625,7 @@ SIMD_ALWAYS_INLINE void kq_matmul_block(const kq_kind kind, int64_t n, int64_t n
                                     const void *x, size_t xcb, float *y, size_t ys) {                             \
         kq_matmul_block(KIND, n, nrows, w, wrb, ncols, x, xcb, y, ys, NAME##_matvec);                             \
     }                                                                                                             \
-    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
-                              size_t xcb, float *y, size_t ys) {                                                 \
-        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);         \
-    }
+    SIMD_DEFINE_BLOCKED_MATMUL(NAME, SIMD_ROW_BLOCK)
 
 /* ---- float weights x F32 ----------------------------------------------------------------------- */
 /* 8 weights per step, converted exactly to f32 (F16C for fp16, a 16-bit shift for bf16). The

@@ -297,10 +297,7 @@ SIMD_ALWAYS_INLINE void block32_matmul(const block32_kind kind, const bool vnni,
                                     const void *x, size_t xcb, float *y, size_t ys) {                          \
         block32_matmul(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                         \
     }                                                                                                            \
-    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
-                              size_t xcb, float *y, size_t ys) {                                                 \
-        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);          \
-    }
+    SIMD_DEFINE_BLOCKED_MATMUL(NAME, SIMD_ROW_BLOCK)
 
 /* ---- K-quants x Q8_K -------------------------------------------------------------------------- */
 /* Sub-block scales multiply the int16 pair sums of VPMADDUBSW (pairs <= 2 * 63 * 127, scales
@@ -701,10 +698,7 @@ SIMD_ALWAYS_INLINE void kq_matmul_block(const kq_kind kind, const bool vnni, int
                                     const void *x, size_t xcb, float *y, size_t ys) {                             \
         kq_matmul_block(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys, NAME##_matvec);                          \
     }                                                                                                             \
-    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
-                              size_t xcb, float *y, size_t ys) {                                                 \
-        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);         \
-    }
+    SIMD_DEFINE_BLOCKED_MATMUL(NAME, SIMD_ROW_BLOCK)
 
 /* ---- float weights x F32 ------------------------------------------------------------------------- */
 

@@ -182,10 +182,7 @@ SIMD_ALWAYS_INLINE void simd_q4_k_scales(const uint8_t packed[K_SCALE_SIZE], uin
             }                                                                                                \
         }                                                                                                    \
     }                                                                                                        \
-    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
-                              size_t xcb, float *y, size_t ys) {                                             \
-        simd_matmul_blocked(NAME##_matmul_block, nrows, n, nrows, w, wrb, ncols, x, xcb, y, ys);              \
-    }
+    SIMD_DEFINE_BLOCKED_MATMUL(NAME, nrows)
 
 /* Large batches (prefill chunks of hundreds of tokens): a matmul in blocks of SIMD_COL_BLOCK
  * columns, each over row blocks of row_block rows, so that one block's activations (<= 600 KB
@@ -204,6 +201,14 @@ static inline void simd_matmul_blocked(simd_matmul_fn block, int64_t row_block, 
         }
     }
 }
+
+/* NAME##_matmul: NAME##_matmul_block over blocks of SIMD_COL_BLOCK columns and ROW_BLOCK rows
+ * (nrows: all rows per column block). */
+#define SIMD_DEFINE_BLOCKED_MATMUL(NAME, ROW_BLOCK)                                                             \
+    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
+                              size_t xcb, float *y, size_t ys) {                                                 \
+        simd_matmul_blocked(NAME##_matmul_block, ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);             \
+    }
 
 /* A row of the per-type table. */
 #define SIMD_TYPE_ROW(ACT, BLOCK, QUANTIZE, PREFIX) {(ACT), (BLOCK), (QUANTIZE), PREFIX##_matvec, PREFIX##_matmul}
