@@ -65,11 +65,11 @@ static inline __m256i dot_u8s8(__m256i u, __m256i s) {
  * high (16..31). The activation side is prepared once per call in the matching shape, x[0..15]
  * and x[16..31] of each block per half, with each lane's integer start value (-8 sum x for
  * Q4_0) and scale dx, so a row pays only for its own bytes. The two pairs' int16 pair sums are
- * merged by one VPHADDW before VPMADDWD (for Q4_0/Q4_1 the two planes' pairs are at most
- * 2 * 2 * 15 * 127, four of them still fit int16; IQ4_NL's signed codebook values merge as int32
- * by VPHADDD), so each int32 lane holds 16 products of one block, lanes [b0 b0 b2 b2 | b1 b1
- * b3 b3], and one conversion and one FMA per column cover the quad: per column and quad, four
- * VPMADDUBSW, one VPMADDWD and three float operations. */
+ * merged by one VPHADDW before VPMADDWD (for Q4_0/Q4_1 an int16 lane of one plane is at most
+ * 2 * 15 * 127; two planes, then two lanes added: 4 * 2 * 15 * 127 = 15240 still fits; IQ4_NL's
+ * signed codebook values merge as int32 by VPHADDD), so each int32 lane holds 16 products of one
+ * block, lanes [b0 b0 b2 b2 | b1 b1 b3 b3], and one conversion and one FMA per column cover
+ * the quad: per column and quad, four VPMADDUBSW, one VPMADDWD and three float operations. */
 
 #define QUADS_MV 64 /* quads prepared at once by matvec: 8192 weights, 14 KB of stack */
 #define QUADS_MM 16 /* by matmul, per column (NIBBLE_COLS at a time): 2048 weights, 28 KB */
