@@ -33,12 +33,27 @@ SIMD_ALWAYS_INLINE __m512i dot4(const bool vnni, __m512i acc, __m512i u, __m512i
     return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
 }
 
+/* Column loops of up to 8 (the 32-blocks' matmul): unrolled, the accumulators in registers. */
+#define COL_UNROLL _Pragma("GCC unroll 8")
+
+/* Lane c of the result: the sum of v[c]'s 16 lanes, for c < C (other lanes 0): the halves
+ * added, then the columns' 8 lanes reduced together by VHADDPS. */
+SIMD_ALWAYS_INLINE __m256 hsum_columns(const int C, const __m512 v[8]) {
+    __m256 h[8];
+    COL_UNROLL for (int c = 0; c < 8; c++)
+        h[c] = c < C ? _mm256_add_ps(_mm512_castps512_ps256(v[c]), simd_hi256_ps(v[c])) : _mm256_setzero_ps();
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(h[4], h[5]), _mm256_hadd_ps(h[6], h[7]));
+    /* u0: [low-half sums of h0..h3 | high-half sums of h0..h3], u1 the same for h4..h7 */
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
 static inline __m512 scales2(float a, float b) { return simd_join256_ps(_mm256_set1_ps(a), _mm256_set1_ps(b)); }
 
 #define TILE_BEGIN                              \
-    __m512 acc[4][4];                           \
+    __m512 acc[4][8];                           \
     SIMD_UNROLL for (int r = 0; r < R; r++)     \
-        SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+        COL_UNROLL for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
 #define TILE_END                                \
     SIMD_UNROLL for (int r = 0; r < R; r++)     \
         SIMD_UNROLL for (int c = 0; c < C; c++) y[c * ys + r] = hsum(acc[r][c]);
@@ -54,7 +69,9 @@ static inline __m512 scales2(float a, float b) { return simd_join256_ps(_mm256_s
  * The per-lane integer sums are exact; one conversion and one FMA per group and row. */
 
 #define GROUPS_MV 64 /* groups prepared at once by matvec: 8192 weights, 28 KB of stack */
-#define GROUPS_MM 16 /* by matmul, per column (4 columns at a time): 2048 weights, 28 KB */
+#define GROUPS_MM 8  /* by matmul, per column (BLOCK32_COLS at a time): 1024 weights, 28 KB */
+/* Columns per pass over a row's groups in matmul: a group is decoded once for 8 columns. */
+#define BLOCK32_COLS 8
 
 typedef enum { K_Q4_0, K_Q4_1, K_Q8_0, K_IQ4_NL } block32_kind;
 
@@ -118,7 +135,7 @@ SIMD_ALWAYS_INLINE void prep_group(const block32_kind kind, const bool vnni, con
  * group has `last` blocks (1..4). y[c * ys + r] is set, or added to when `add`. */
 SIMD_ALWAYS_INLINE void block32_rows(const int R, const int C, const block32_kind kind, const bool vnni,
                                      const uint8_t *w, size_t wrb, int64_t blk0, int ngroups, int last,
-                                     const xgroup *const xg[4], float *y, size_t ys, bool add) {
+                                     const xgroup *const xg[BLOCK32_COLS], float *y, size_t ys, bool add) {
     TILE_BEGIN
     const size_t wbytes = block32_bytes(kind);
     const __m512i low4 = _mm512_set1_epi8(15), zero = _mm512_setzero_si512(), bias = _mm512_set1_epi8((char)0x80);
@@ -146,7 +163,7 @@ SIMD_ALWAYS_INLINE void block32_rows(const int R, const int C, const block32_kin
                 SIMD_UNROLL for (int p = 0; p < 2; p++) {
                     __m512i u = vnni ? _mm512_xor_si512(wq[p], bias) : _mm512_abs_epi8(wq[p]); /* w + 128, or |w| */
                     __mmask64 negative = vnni ? 0 : _mm512_movepi8_mask(wq[p]);
-                    SIMD_UNROLL for (int c = 0; c < C; c++) {
+                    COL_UNROLL for (int c = 0; c < C; c++) {
                         const xgroup *xgc = &xg[c][g];
                         __m512i isum;
                         if (vnni) {
@@ -180,7 +197,7 @@ SIMD_ALWAYS_INLINE void block32_rows(const int R, const int C, const block32_kin
                 lo = _mm512_abs_epi8(lo);
                 hi = _mm512_abs_epi8(hi);
             }
-            SIMD_UNROLL for (int c = 0; c < C; c++) {
+            COL_UNROLL for (int c = 0; c < C; c++) {
                 const xgroup *xgc = &xg[c][g];
                 __m512i isum;
                 if (vnni) {
@@ -199,6 +216,12 @@ SIMD_ALWAYS_INLINE void block32_rows(const int R, const int C, const block32_kin
             }
         }
     }
+    if (R == 1 && C > 1) { /* matmul: the columns' sums at once */
+        float v[8];
+        _mm256_storeu_ps(v, hsum_columns(C, acc[0]));
+        for (int c = 0; c < C; c++) y[c * ys] = add ? y[c * ys] + v[c] : v[c];
+        return;
+    }
     SIMD_UNROLL for (int r = 0; r < R; r++)
         SIMD_UNROLL for (int c = 0; c < C; c++) {
             float v = hsum(acc[r][c]);
@@ -216,7 +239,7 @@ static inline void group_span(int64_t nb, int64_t b0, int64_t max_groups, int *n
 SIMD_ALWAYS_INLINE void block32_matvec(const block32_kind kind, const bool vnni, int64_t n, int64_t nrows,
                                        const void *w, size_t wrb, const void *x, float *y) {
     xgroup prep[GROUPS_MV];
-    const xgroup *const xg[4] = {prep, prep, prep, prep};
+    const xgroup *const xg[BLOCK32_COLS] = {prep, prep, prep, prep, prep, prep, prep, prep};
     const int64_t nb = n / QK8_0;
     for (int64_t b0 = 0; b0 < nb; b0 += 4 * GROUPS_MV) {
         int ngroups, last;
@@ -234,24 +257,28 @@ SIMD_ALWAYS_INLINE void block32_matvec(const block32_kind kind, const bool vnni,
 SIMD_ALWAYS_INLINE void block32_matmul(const block32_kind kind, const bool vnni, int64_t n, int64_t nrows,
                                        const void *w, size_t wrb, int64_t ncols, const void *x, size_t xcb, float *y,
                                        size_t ys) {
-    xgroup prep[4][GROUPS_MM];
+    xgroup prep[BLOCK32_COLS][GROUPS_MM];
     const int64_t nb = n / QK8_0;
     for (int64_t b0 = 0; b0 < nb; b0 += 4 * GROUPS_MM) {
         int ngroups, last;
         group_span(nb, b0, GROUPS_MM, &ngroups, &last);
-        for (int64_t c0 = 0; c0 < ncols; c0 += 4) {
-            int cn = ncols - c0 < 4 ? (int)(ncols - c0) : 4;
-            const xgroup *xg[4];
+        for (int64_t c0 = 0; c0 < ncols; c0 += BLOCK32_COLS) {
+            int cn = ncols - c0 < BLOCK32_COLS ? (int)(ncols - c0) : BLOCK32_COLS;
+            const xgroup *xg[BLOCK32_COLS];
             for (int c = 0; c < cn; c++) {
                 const block_q8_0 *xb = (const block_q8_0 *)((const uint8_t *)x + (size_t)(c0 + c) * xcb) + b0;
                 for (int g = 0; g < ngroups; g++) prep_group(kind, vnni, xb + 4 * g, g == ngroups - 1 ? last : 4, &prep[c][g]);
                 xg[c] = prep[c];
             }
-            for (int c = cn; c < 4; c++) xg[c] = prep[0];
+            for (int c = cn; c < BLOCK32_COLS; c++) xg[c] = prep[0];
             float *yc = y + (size_t)c0 * ys;
             for (int64_t r = 0; r < nrows; r++) {
                 const uint8_t *wr = (const uint8_t *)w + (size_t)r * wrb;
                 switch (cn) {
+                case 8: block32_rows(1, 8, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
+                case 7: block32_rows(1, 7, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
+                case 6: block32_rows(1, 6, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
+                case 5: block32_rows(1, 5, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
                 case 4: block32_rows(1, 4, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
                 case 3: block32_rows(1, 3, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
                 case 2: block32_rows(1, 2, kind, vnni, wr, wrb, b0, ngroups, last, xg, yc + r, ys, b0 > 0); break;
@@ -270,10 +297,7 @@ SIMD_ALWAYS_INLINE void block32_matmul(const block32_kind kind, const bool vnni,
                                     const void *x, size_t xcb, float *y, size_t ys) {                          \
         block32_matmul(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys);                                         \
     }                                                                                                            \
-    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
-                              size_t xcb, float *y, size_t ys) {                                                 \
-        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);          \
-    }
+    SIMD_DEFINE_BLOCKED_MATMUL(NAME, SIMD_ROW_BLOCK)
 
 /* ---- K-quants x Q8_K -------------------------------------------------------------------------- */
 /* Sub-block scales multiply the int16 pair sums of VPMADDUBSW (pairs <= 2 * 63 * 127, scales
@@ -674,10 +698,7 @@ SIMD_ALWAYS_INLINE void kq_matmul_block(const kq_kind kind, const bool vnni, int
                                     const void *x, size_t xcb, float *y, size_t ys) {                             \
         kq_matmul_block(KIND, V, n, nrows, w, wrb, ncols, x, xcb, y, ys, NAME##_matvec);                          \
     }                                                                                                             \
-    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
-                              size_t xcb, float *y, size_t ys) {                                                 \
-        simd_matmul_blocked(NAME##_matmul_block, SIMD_ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);         \
-    }
+    SIMD_DEFINE_BLOCKED_MATMUL(NAME, SIMD_ROW_BLOCK)
 
 /* ---- float weights x F32 ------------------------------------------------------------------------- */
 
@@ -777,19 +798,7 @@ static uint64_t int8_peak_vnni(uint64_t iterations) { return int8_peak(true, ite
     {                                                                                                        \
         .name = NAME SIMD_AVX512_SUFFIX, .needs = (NEEDS), .quantize_q8_0 = simd_quantize_q8_0_avx512,       \
         .quantize_q8_k = simd_quantize_q8_k_avx512,                                                          \
-        .types =                                                                                             \
-            {                                                                                                \
-                [SIMD_TYPE_Q4_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, q4_0_##V),   \
-                [SIMD_TYPE_Q4_1] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, q4_1_##V),   \
-                [SIMD_TYPE_Q8_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, q8_0_##V),   \
-                [SIMD_TYPE_IQ4_NL] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_avx512, iq4_nl_##V), \
-                [SIMD_TYPE_Q4_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx512, q4_k_##V),    \
-                [SIMD_TYPE_Q5_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx512, q5_k_##V),    \
-                [SIMD_TYPE_Q6_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_avx512, q6_k_##V),    \
-                [SIMD_TYPE_F32] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f32),                        \
-                [SIMD_TYPE_F16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f16),                        \
-                [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16),                      \
-            },                                                                                               \
+        .types = {SIMD_TYPE_ROWS(simd_quantize_q8_0_avx512, simd_quantize_q8_k_avx512, _##V)},               \
         SIMD_VECMATH_ROW(avx512), .int8_peak = int8_peak_##V,                                                \
     }
 

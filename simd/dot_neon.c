@@ -318,19 +318,7 @@ static const simd_kernels table = {
     .needs = SIMD_CPU_NEON | (SIMD_NEON_DOTPROD ? SIMD_CPU_DOTPROD : 0),
     .quantize_q8_0 = simd_quantize_q8_0_neon,
     .quantize_q8_k = simd_quantize_q8_k_neon,
-    .types =
-        {
-            [SIMD_TYPE_Q4_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_neon, q4_0),
-            [SIMD_TYPE_Q4_1] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_neon, q4_1),
-            [SIMD_TYPE_Q8_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_neon, q8_0),
-            [SIMD_TYPE_IQ4_NL] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, simd_quantize_q8_0_neon, iq4_nl),
-            [SIMD_TYPE_Q4_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_neon, q4_k),
-            [SIMD_TYPE_Q5_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_neon, q5_k),
-            [SIMD_TYPE_Q6_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, simd_quantize_q8_k_neon, q6_k),
-            [SIMD_TYPE_F32] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f32),
-            [SIMD_TYPE_F16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f16),
-            [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16),
-        },
+    .types = {SIMD_TYPE_ROWS(simd_quantize_q8_0_neon, simd_quantize_q8_k_neon, )},
     SIMD_VECMATH_ROW(neon),
     .int8_peak = int8_peak_neon,
 };

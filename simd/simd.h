@@ -177,7 +177,8 @@ typedef void (*simd_matvec_fn)(int64_t n, int64_t nrows, const void *w, size_t w
 
 /* Small-batch (prefill): y[c * y_col_stride + r] = dot(row r of w, column c of x) for r < nrows,
  * c < ncols; column c starts at (char *)x + c * x_col_bytes. Each weight block is decoded once
- * per group of up to 4 columns; any ncols works (groups of 4, then the rest). With the
+ * per group of up to 8 columns on x86 (4 for the float types and on NEON); any ncols works
+ * (full groups, then the rest). With the
  * runtime's layout y[token][row], y_col_stride is the matrix's row count. */
 typedef void (*simd_matmul_fn)(int64_t n, int64_t nrows, const void *w, size_t w_row_bytes, int64_t ncols,
                                const void *x, size_t x_col_bytes, float *y, size_t y_col_stride);
@@ -188,7 +189,7 @@ typedef struct {
     int64_t block;             /* n must be a multiple of this: 32, 256, or 1 for float weights */
     simd_quantize_fn quantize; /* f32 -> act_type (for F32: a copy; x may also be passed as is) */
     simd_matvec_fn matvec;     /* 4 rows per pass over the activation, then the remainder */
-    simd_matmul_fn matmul;     /* up to 4 columns per pass over the weights */
+    simd_matmul_fn matmul;     /* up to 8 columns per pass over the weights (see above) */
 } simd_type_kernels;
 
 /* Vector math over n floats; y may equal x. */

@@ -182,10 +182,7 @@ SIMD_ALWAYS_INLINE void simd_q4_k_scales(const uint8_t packed[K_SCALE_SIZE], uin
             }                                                                                                \
         }                                                                                                    \
     }                                                                                                        \
-    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
-                              size_t xcb, float *y, size_t ys) {                                             \
-        simd_matmul_blocked(NAME##_matmul_block, nrows, n, nrows, w, wrb, ncols, x, xcb, y, ys);              \
-    }
+    SIMD_DEFINE_BLOCKED_MATMUL(NAME, nrows)
 
 /* Large batches (prefill chunks of hundreds of tokens): a matmul in blocks of SIMD_COL_BLOCK
  * columns, each over row blocks of row_block rows, so that one block's activations (<= 600 KB
@@ -205,8 +202,30 @@ static inline void simd_matmul_blocked(simd_matmul_fn block, int64_t row_block, 
     }
 }
 
+/* NAME##_matmul: NAME##_matmul_block over blocks of SIMD_COL_BLOCK columns and ROW_BLOCK rows
+ * (nrows: all rows per column block). */
+#define SIMD_DEFINE_BLOCKED_MATMUL(NAME, ROW_BLOCK)                                                             \
+    static void NAME##_matmul(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols, const void *x, \
+                              size_t xcb, float *y, size_t ys) {                                                 \
+        simd_matmul_blocked(NAME##_matmul_block, ROW_BLOCK, n, nrows, w, wrb, ncols, x, xcb, y, ys);             \
+    }
+
 /* A row of the per-type table. */
 #define SIMD_TYPE_ROW(ACT, BLOCK, QUANTIZE, PREFIX) {(ACT), (BLOCK), (QUANTIZE), PREFIX##_matvec, PREFIX##_matmul}
+/* The rows of every weight type with kernels, for a table's .types: the integer types' kernels
+ * are named <type><SUFFIX>_matvec / _matmul (SUFFIX may be empty), the float types' f32_, f16_,
+ * bf16_; Q8_0 and Q8_K are the ISA's activation quantizers. */
+#define SIMD_TYPE_ROWS(Q8_0, Q8_K, SUFFIX)                                              \
+    [SIMD_TYPE_Q4_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, Q8_0, q4_0##SUFFIX),        \
+    [SIMD_TYPE_Q4_1] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, Q8_0, q4_1##SUFFIX),        \
+    [SIMD_TYPE_Q8_0] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, Q8_0, q8_0##SUFFIX),        \
+    [SIMD_TYPE_IQ4_NL] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_0, QK8_0, Q8_0, iq4_nl##SUFFIX),    \
+    [SIMD_TYPE_Q4_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, Q8_K, q4_k##SUFFIX),         \
+    [SIMD_TYPE_Q5_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, Q8_K, q5_k##SUFFIX),         \
+    [SIMD_TYPE_Q6_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, Q8_K, q6_k##SUFFIX),         \
+    [SIMD_TYPE_F32] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f32),              \
+    [SIMD_TYPE_F16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f16),              \
+    [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16)
 
 /* Each ISA's vecmath_<isa>.c defines these; its table points at them. */
 #define SIMD_DECLARE_VECMATH(ISA)                                                        \
