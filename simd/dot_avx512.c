@@ -740,6 +740,69 @@ SIMD_ALWAYS_INLINE void float_tile(const int R, const int C, const float_kind ki
     TILE_END
 }
 
+/* The matmul's row x up to 8 columns: each 16 weights converted once for all the columns, the
+ * columns' sums reduced together (hsum_columns). Every group size, 1 included, takes this path,
+ * so a column's result does not depend on how many columns came with it (attention relies on
+ * that: its blocks of query rows vary in size). */
+SIMD_ALWAYS_INLINE void float_row_columns(const int C, const float_kind kind, int64_t n, const uint8_t *w, size_t wrb,
+                                          const uint8_t *x, size_t xcb, float *y, size_t ys) {
+    __m512 acc[8];
+    COL_UNROLL for (int c = 0; c < 8; c++) acc[c] = _mm512_setzero_ps();
+    const size_t wsize = kind == W_F32 ? 4 : 2;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        /* the next row's same bytes: rows here can be short strided runs (attention's transposed
+         * V: 512 bytes per row) that the hardware prefetchers do not pick up */
+        simd_prefetch_lines(w + wrb + (size_t)i * wsize, 1);
+        __m512 wv = load_w16(kind, w + (size_t)i * wsize);
+        COL_UNROLL for (int c = 0; c < C; c++)
+            acc[c] = _mm512_fmadd_ps(wv, _mm512_loadu_ps((const float *)(x + c * xcb) + i), acc[c]);
+    }
+    if (i < n) { /* the tail on zero-padded copies */
+        size_t rest = (size_t)(n - i);
+        float xpad[16] = {0};
+        uint8_t wpad[64] = {0};
+        memcpy(wpad, w + (size_t)i * wsize, rest * wsize);
+        __m512 wv = load_w16(kind, wpad);
+        COL_UNROLL for (int c = 0; c < C; c++) {
+            memcpy(xpad, (const float *)(x + c * xcb) + i, rest * 4);
+            acc[c] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xpad), acc[c]);
+        }
+    }
+    float v[8];
+    _mm256_storeu_ps(v, hsum_columns(C, acc));
+    for (int c = 0; c < C; c++) y[c * ys] = v[c];
+}
+
+#define FLOAT_MATMUL_CASE(C, KIND)                                                                                \
+    case C:                                                                                                       \
+        for (int64_t r = r0; r < r1; r++)                                                                         \
+            float_row_columns(C, KIND, n, wp + (size_t)r * wrb, wrb, xp + (size_t)c * xcb, xcb, y + (size_t)c * ys + r, ys); \
+        break;
+#define FLOAT_DRIVERS(NAME, TILE, KIND)                                                                           \
+    SIMD_DEFINE_MATVEC(NAME, TILE)                                                                                \
+    static void NAME##_matmul_block(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols,           \
+                                    const void *x, size_t xcb, float *y, size_t ys) {                             \
+        const uint8_t *wp = (const uint8_t *)w, *xp = (const uint8_t *)x;                                         \
+        for (int64_t r0 = 0; r0 < nrows; r0 += SIMD_ROW_CHUNK) {                                                  \
+            int64_t r1 = r0 + SIMD_ROW_CHUNK < nrows ? r0 + SIMD_ROW_CHUNK : nrows;                               \
+            for (int64_t c = 0; c < ncols; c += 8) {                                                              \
+                switch (ncols - c < 8 ? ncols - c : 8) {                                                          \
+                    FLOAT_MATMUL_CASE(8, KIND)                                                                    \
+                    FLOAT_MATMUL_CASE(7, KIND)                                                                    \
+                    FLOAT_MATMUL_CASE(6, KIND)                                                                    \
+                    FLOAT_MATMUL_CASE(5, KIND)                                                                    \
+                    FLOAT_MATMUL_CASE(4, KIND)                                                                    \
+                    FLOAT_MATMUL_CASE(3, KIND)                                                                    \
+                    FLOAT_MATMUL_CASE(2, KIND)                                                                    \
+                    FLOAT_MATMUL_CASE(1, KIND)                                                                    \
+                default: break;                                                                                   \
+                }                                                                                                 \
+            }                                                                                                     \
+        }                                                                                                         \
+    }                                                                                                             \
+    SIMD_DEFINE_BLOCKED_MATMUL(NAME, SIMD_ROW_BLOCK)
+
 /* ---- drivers and the two tables -------------------------------------------------------------------- */
 
 BLOCK32_DRIVERS(q4_0_plain, K_Q4_0, false)
@@ -770,9 +833,9 @@ KQ_DRIVERS(q6_k_vnni, q6_k_vnni_tile, KQ_Q6_K, true)
 #define f32_tile(R, C, ...) float_tile(R, C, W_F32, __VA_ARGS__)
 #define f16_tile(R, C, ...) float_tile(R, C, W_F16, __VA_ARGS__)
 #define bf16_tile(R, C, ...) float_tile(R, C, W_BF16, __VA_ARGS__)
-SIMD_DEFINE_DRIVERS(f32, f32_tile)
-SIMD_DEFINE_DRIVERS(f16, f16_tile)
-SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
+FLOAT_DRIVERS(f32, f32_tile, W_F32)
+FLOAT_DRIVERS(f16, f16_tile, W_F16)
+FLOAT_DRIVERS(bf16, bf16_tile, W_BF16)
 
 /* ---- the peak int8 rate (bench): each accumulator feeds its own next step ----------------------- */
 
