@@ -33,7 +33,8 @@ double measure_read_bandwidth(thread_pool *pool, size_t bytes, int repetitions) 
     bytes = (bytes + SLICE_BYTES - 1) / SLICE_BYTES * SLICE_BYTES;
     uint64_t *buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (buf == MAP_FAILED) return 0;
-    memset(buf, 1, bytes); /* fault every page in before timing */
+    madvise(buf, bytes, MADV_HUGEPAGE); /* the page size the model's mapping asks for (gguf_read.c) */
+    memset(buf, 1, bytes);              /* fault every page in before timing */
     read_job job = {buf, {0}};
     double best = 0;
     for (int r = 0; r < repetitions; r++) {

@@ -277,6 +277,7 @@ int numa_copy_weights(const grok_model *m, thread_pool *pool, bool shard, grok_m
     const uint8_t *src = (const uint8_t *)first->data - first->offset - gguf_data_offset(f);
     /* untouched pages: each is placed on the node of the thread that first writes it */
     uint8_t *dst = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (dst != MAP_FAILED) madvise(dst, bytes, MADV_HUGEPAGE); /* as the file mapping (gguf_read.c) */
     if (dst == MAP_FAILED)
         return g2_fail(err, "--no-mmap: cannot have %.1f GiB of memory for %s (%s); run without --no-mmap",
                        (double)bytes / (1u << 30), gguf_path(f), strerror(errno));
