@@ -18,7 +18,7 @@
 
 #include "runtime.h"
 
-#define BENCH_COLS 8192 /* Grok-2's hidden size */
+#define BENCH_COLS 8192 /* the default row length: Grok-2's hidden size */
 
 typedef struct {
     const char *name;
@@ -51,6 +51,7 @@ struct bench_pool {
     const void *xq;
     size_t xq_bytes;
     int ncols;
+    int64_t row_len; /* weights per row (--cols) */
     int64_t nrows, rows_per_call; /* rows_per_call 0: one call per thread */
     size_t row_bytes;
     float *y;
@@ -168,9 +169,9 @@ static void job_matvec(bench_pool *pool, int t) {
         int64_t r1 = r0 + step < e ? r0 + step : e;
         const uint8_t *w = pool->buf + (size_t)r0 * pool->row_bytes;
         if (pool->ncols == 1)
-            pool->kernels->matvec(BENCH_COLS, r1 - r0, w, pool->row_bytes, pool->xq, pool->y + r0);
+            pool->kernels->matvec(pool->row_len, r1 - r0, w, pool->row_bytes, pool->xq, pool->y + r0);
         else
-            pool->kernels->matmul(BENCH_COLS, r1 - r0, w, pool->row_bytes, pool->ncols, pool->xq, pool->xq_bytes,
+            pool->kernels->matmul(pool->row_len, r1 - r0, w, pool->row_bytes, pool->ncols, pool->xq, pool->xq_bytes,
                                   pool->y + r0, (size_t)pool->nrows);
     }
 }
@@ -238,20 +239,21 @@ typedef struct {
 static void usage(const char *cmd) {
     fprintf(stderr,
             "usage: %s --kernels [--mb N] [--threads N] [--isa NAME] [--reps N] [--batch N]\n"
-            "       [--rows-per-call N] [--json]\n"
+            "       [--rows-per-call N] [--cols N] [--json]\n"
             "  GB/s of weights per kernel (matvec, and matmul on --batch columns, default 8) with one\n"
             "  thread and with all threads, next to the read bandwidth measured in the same run; and\n"
             "  the int8 ops/s of the integer kernels against the peak int8 rate measured the same way\n"
             "  (the table's int8 multiply-add instruction in a register-only loop on every thread).\n"
             "  --mb: matrix size (default max(256, 2 x last-level cache)); --isa: kernels to use;\n"
             "  --rows-per-call: call the kernels on this many rows at a time (default: a thread's\n"
-            "  whole share), as a caller splitting rows into small tasks would.\n",
+            "  whole share), as a caller splitting rows into small tasks would; --cols: weights per\n"
+            "  row, a multiple of 256 (default 8192, Grok-2's hidden size; the mini preset's is 2048).\n",
             cmd);
 }
 
 int bench_kernels(int argc, char **argv) {
     const char *cmd = argc > 0 ? argv[0] : "bench";
-    long mb = 0, threads = sysconf(_SC_NPROCESSORS_ONLN), reps = 3, batch = 8, rows_per_call = 0;
+    long mb = 0, threads = sysconf(_SC_NPROCESSORS_ONLN), reps = 3, batch = 8, rows_per_call = 0, cols = BENCH_COLS;
     const char *isa = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
@@ -262,6 +264,7 @@ int bench_kernels(int argc, char **argv) {
         else if (strcmp(a, "--threads") == 0 && i + 1 < argc) threads = atol(argv[++i]);
         else if (strcmp(a, "--reps") == 0 && i + 1 < argc) reps = atol(argv[++i]);
         else if (strcmp(a, "--batch") == 0 && i + 1 < argc) batch = atol(argv[++i]);
+        else if (strcmp(a, "--cols") == 0 && i + 1 < argc) cols = atol(argv[++i]);
         else if (strcmp(a, "--rows-per-call") == 0 && i + 1 < argc) rows_per_call = atol(argv[++i]);
         else if (strcmp(a, "--isa") == 0 && i + 1 < argc) isa = argv[++i];
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -273,8 +276,11 @@ int bench_kernels(int argc, char **argv) {
             return 2;
         }
     }
-    if (threads < 1 || threads > 256 || reps < 1 || batch < 1 || batch > 64 || mb < 0 || rows_per_call < 0) {
-        fprintf(stderr, "%s: --threads must be 1..256, --reps >= 1, --batch 1..64, --mb and --rows-per-call >= 0\n",
+    if (threads < 1 || threads > 256 || reps < 1 || batch < 1 || batch > 64 || mb < 0 || rows_per_call < 0 ||
+        cols < 256 || cols > 65536 || cols % 256) {
+        fprintf(stderr,
+                "%s: --threads must be 1..256, --reps >= 1, --batch 1..64, --mb and --rows-per-call >= 0, --cols a "
+                "multiple of 256 in 256..65536\n",
                 cmd);
         return 2;
     }
@@ -311,17 +317,17 @@ int bench_kernels(int argc, char **argv) {
     pool.bytes = bytes;
     pool_run(&pool, job_fill, (int)threads); /* first touch by the threads that read */
 
-    /* activations: 8192 floats per column, quantized per type below */
-    float *x = malloc((size_t)BENCH_COLS * (size_t)batch * sizeof(float));
-    void *xq = malloc((size_t)BENCH_COLS * (size_t)batch * sizeof(float));
-    int64_t max_rows = (int64_t)(bytes / (BENCH_COLS / 32 * 18)) + 1;
+    /* activations: --cols floats per column, quantized per type below */
+    float *x = malloc((size_t)cols * (size_t)batch * sizeof(float));
+    void *xq = malloc((size_t)cols * (size_t)batch * sizeof(float));
+    int64_t max_rows = (int64_t)(bytes / (cols / 32 * 18)) + 1;
     float *y = malloc((size_t)max_rows * (size_t)batch * sizeof(float));
     if (!x || !xq || !y) {
         fprintf(stderr, "%s: out of memory\n", cmd);
         return 1;
     }
     uint64_t s = 12345;
-    for (long i = 0; i < BENCH_COLS * batch; i++) {
+    for (long i = 0; i < cols * batch; i++) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17;
         x[i] = (float)((double)(s >> 11) * 0x1p-53 * 2 - 1);
     }
@@ -344,11 +350,12 @@ int bench_kernels(int argc, char **argv) {
         pool.type = bt;
         pool_run(&pool, job_fix_scales, (int)threads);
         pool.kernels = tk;
-        pool.row_bytes = (size_t)(BENCH_COLS / bt->block) * bt->block_bytes;
+        pool.row_bytes = (size_t)(cols / bt->block) * bt->block_bytes;
+        pool.row_len = cols;
         pool.nrows = (int64_t)(bytes / pool.row_bytes);
-        pool.xq_bytes = simd_act_row_bytes(tk->act_type, BENCH_COLS);
+        pool.xq_bytes = simd_act_row_bytes(tk->act_type, cols);
         for (long c = 0; c < batch; c++)
-            tk->quantize(x + c * BENCH_COLS, (uint8_t *)xq + (size_t)c * pool.xq_bytes, BENCH_COLS);
+            tk->quantize(x + c * cols, (uint8_t *)xq + (size_t)c * pool.xq_bytes, cols);
         double weights = (double)pool.nrows * (double)pool.row_bytes;
         for (int mode = 0; mode < 2; mode++) {
             pool.ncols = mode == 0 ? 1 : (int)batch;
@@ -362,7 +369,7 @@ int bench_kernels(int argc, char **argv) {
             double t_all = best_time(&pool, job_matvec, (int)threads, (int)reps);
             row->gbps_one = weights / t_one / 1e9;
             row->gbps_all = weights / t_all / 1e9;
-            double ops = tk->act_type == SIMD_TYPE_F32 ? 0 : 2.0 * (double)pool.nrows * BENCH_COLS * pool.ncols;
+            double ops = tk->act_type == SIMD_TYPE_F32 ? 0 : 2.0 * (double)pool.nrows * cols * pool.ncols;
             row->gops_one = ops / t_one / 1e9;
             row->gops_all = ops / t_all / 1e9;
         }
@@ -373,7 +380,7 @@ int bench_kernels(int argc, char **argv) {
     if (json) {
         printf("{\"isa\": \"%s\", \"threads\": %ld, \"matrix_mib\": %zu, \"columns\": %d, \"llc_bytes\": %ld, "
                "\"rows_per_call\": %ld,\n",
-               k->name, threads, bytes >> 20, BENCH_COLS, llc, rows_per_call);
+               k->name, threads, bytes >> 20, (int)cols, llc, rows_per_call);
         printf(" \"read_gbps\": {\"one_thread\": %.2f, \"all_threads\": %.2f},\n", read_one, read_all);
         printf(" \"int8_peak_gops\": {\"one_thread\": %.1f, \"all_threads\": %.1f},\n \"kernels\": [\n", peak_one,
                peak_all);
@@ -390,7 +397,7 @@ int bench_kernels(int argc, char **argv) {
     } else {
         printf("%s\n", cpu_line);
         printf("kernels: %s, %ld threads, weights %zu MiB (last-level cache %ld MiB), %d columns, best of %ld", k->name,
-               threads, bytes >> 20, llc > 0 ? llc >> 20 : -1, BENCH_COLS, reps);
+               threads, bytes >> 20, llc > 0 ? llc >> 20 : -1, (int)cols, reps);
         if (rows_per_call > 0) printf(", %ld rows per call", rows_per_call);
         printf("\n\n");
         printf("%-18s %12s %12s %10s %10s %12s %9s\n", "kernel", "1 thr GB/s", "all GB/s", "1 thr/rd", "all/rd",

@@ -326,3 +326,30 @@ Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
     harness_result_free(&r);
     free(dir);
 }
+
+/* --cols sets the row length (the mini preset's rows are 2048 weights, Grok-2's 8192): the run
+ * reports it and every kernel streams something; a length off the 256-weight blocks is refused. */
+Test(simd_bench, kernels_take_a_row_length_and_refuse_a_bad_one) {
+    harness_result r =
+        harness_run("%s bench --kernels --json --mb 4 --reps 1 --threads 1 --batch 2 --cols 2048", harness_grok2());
+    cr_assert_eq(r.status, 0, "bench --kernels --cols 2048: %s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert_not_null(j, "not JSON: %s", r.out);
+    cr_expect_eq(json_number(j, "columns"), 2048);
+    const cJSON *kernel;
+    int kernels = 0;
+    cJSON_ArrayForEach(kernel, cJSON_GetObjectItem(j, "kernels")) {
+        kernels++;
+        cr_expect_gt(json_number(kernel, "gbps_one_thread"), 0, "%s", cJSON_GetObjectItem(kernel, "kernel")->valuestring);
+    }
+    cr_expect_gt(kernels, 0);
+    cJSON_Delete(j);
+    harness_result_free(&r);
+    const char *bad[] = {"100", "0", "70000", "x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = harness_run("%s bench --kernels --mb 4 --reps 1 --threads 1 --cols %s", harness_grok2(), bad[i]);
+        cr_expect_eq(r.status, 2, "--cols %s: status %d", bad[i], r.status);
+        cr_expect(strstr(r.err, "--cols"), "--cols %s: %s", bad[i], r.err);
+        harness_result_free(&r);
+    }
+}
