@@ -394,6 +394,7 @@ static void attn_finish(const grok_context *ctx, const attn_state *total, uint32
 typedef struct {
     grok_context *ctx;
     uint32_t layer, n_past, n_tokens;
+    uint32_t head_dim, group;        /* group: query heads per kv head */
     uint32_t block_tokens, n_blocks; /* query tokens per block, blocks in the batch */
     uint32_t n_segments;             /* of the last token's keys */
     bool split;                      /* one task per (kv head, segment), merged in a second pass */
@@ -427,8 +428,7 @@ static attn_state attn_partial_state(const grok_context *ctx, uint32_t kv_head, 
 static void attention_task(void *p, int64_t task, int thread) {
     const attention_job *job = p;
     grok_context *ctx = job->ctx;
-    const grok_hparams *hp = &ctx->model->hp;
-    uint32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    uint32_t hd = job->head_dim, group = job->group;
     int64_t unit;
     uint32_t kv_head = attention_task_head(job, task, job->split ? job->n_segments : job->n_blocks, &unit);
     uint32_t t0 = job->split ? 0 : (uint32_t)unit * job->block_tokens;
@@ -457,18 +457,19 @@ static void attention_task(void *p, int64_t task, int thread) {
 /* A split decode token: each kv head's segments merged in order, as attention_task would. */
 static void attention_merge_task(void *p, int64_t task, int thread) {
     const attention_job *job = p;
-    grok_context *ctx = job->ctx;
-    const grok_hparams *hp = &ctx->model->hp;
-    uint32_t hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    int64_t unit;
-    uint32_t kv_head = attention_task_head(job, task, 1, &unit);
-    attn_state total = attn_state_at(attention_scratch(ctx, thread), group);
+    int64_t one_unit;
+    uint32_t kv_head = attention_task_head(job, task, 1, &one_unit), hd = job->head_dim, group = job->group;
+    attn_state total = attn_state_at(attention_scratch(job->ctx, thread), group);
     attn_state_reset(&total, group, hd);
     for (uint32_t seg = 0; seg < job->n_segments; seg++) {
-        attn_state part = attn_partial_state(ctx, kv_head, seg);
+        attn_state part = attn_partial_state(job->ctx, kv_head, seg);
         attn_state_merge(&total, &part, group, hd);
     }
-    attn_finish(ctx, &total, group, 0, kv_head);
+    attn_finish(job->ctx, &total, group, 0, kv_head);
+}
+
+bool grok_attention_splits(uint32_t n_tokens, uint32_t n_keys, uint32_t n_head_kv, int threads) {
+    return n_tokens == 1 && n_keys > ATTN_SEGMENT && (int)n_head_kv < threads;
 }
 
 /* Each NUMA group's kv heads times `units` tasks per head. */
@@ -496,12 +497,13 @@ static void attention(grok_context *ctx, uint32_t layer, const grok_layer *L, ui
         kv_store(ctx, layer, n_past + t, ctx->k + t * kvd, ctx->v + t * kvd);
     }
     uint32_t group = hp->n_head / hp->n_head_kv;
-    attention_job job = {.ctx = ctx, .layer = layer, .n_past = n_past, .n_tokens = n,
+    attention_job job = {.ctx = ctx, .layer = layer, .n_past = n_past, .n_tokens = n, .head_dim = hp->head_dim,
+                         .group = group,
                          .cache_kernels = simd_type_kernels_get(ctx->kernels, kv_simd_type(ctx->kv_type))};
     job.block_tokens = ctx->attn_block_rows / group;
     job.n_blocks = (n + job.block_tokens - 1) / job.block_tokens;
     job.n_segments = (n_past + n + ATTN_SEGMENT - 1) / ATTN_SEGMENT;
-    job.split = n == 1 && job.n_segments > 1 && (int)hp->n_head_kv < thread_pool_size(ctx->pool);
+    job.split = grok_attention_splits(n, n_past + n, hp->n_head_kv, thread_pool_size(ctx->pool));
     int64_t group_tasks[POOL_MAX_GROUPS];
     attention_plan(&job, job.split ? job.n_segments : job.n_blocks, group_tasks);
     thread_pool_run_groups(ctx->pool, attention_task, &job, group_tasks);

@@ -179,6 +179,10 @@ void grok_context_numa_report(const grok_context *ctx, bool placement, char *buf
  * in the KV cache). logits: n_vocab floats for the last token, or for every token when all. */
 int grok_eval(grok_context *ctx, const int32_t *tokens, uint32_t n, uint32_t n_past, float *logits, bool all,
               g2_error *err);
+/* Whether attention spreads one batch's key segments (256 keys each) over the threads and merges
+ * them in a second pass: a decode token (n_tokens 1) with more than one segment and fewer kv heads
+ * than threads. The logits are the same either way; tests use this to know they cover both. */
+bool grok_attention_splits(uint32_t n_tokens, uint32_t n_keys, uint32_t n_head_kv, int threads);
 const char *kv_cache_type_name(kv_cache_type t);
 int kv_cache_type_parse(const char *name, kv_cache_type *out);
 

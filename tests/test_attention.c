@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/runtime.h"
 #include "harness.h"
 
 static char *synth(const char *dir, const char *type) {
@@ -36,6 +37,11 @@ static char *logits(const char *env, const char *model, const char *tokens, cons
 /* tiny has 2 kv heads: with 3 threads (or 2 pretend nodes of 2) a decode token spreads its
  * 256-key segments over the threads; with 1 or 2 threads it does not. 300 positions: 2 segments. */
 Test(attention, split_decode_gives_the_unsplit_logits_bit_for_bit, .timeout = 240) {
+    /* the runs below cover both paths, by the forward pass's own rule */
+    cr_assert(!grok_attention_splits(1, 300, 2, 1) && !grok_attention_splits(1, 300, 2, 2));
+    cr_assert(grok_attention_splits(1, 300, 2, 3) && grok_attention_splits(1, 300, 2, 4));
+    cr_assert(!grok_attention_splits(1, 256, 2, 3), "one segment has nothing to split");
+    cr_assert(!grok_attention_splits(2, 300, 2, 3), "only decode tokens split");
     char *dir = harness_tmpdir("attention-split");
     char *model = synth(dir, "q4_k_m"), *tokens = token_file(dir, 300);
     char *one = logits("", model, tokens, "--batch 1 -t 1");
