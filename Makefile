@@ -1,7 +1,8 @@
 # grok2: one binary, its tests, its fuzzers.
 #   make            build ./grok2 (warnings on; generic code for baseline x86-64 / armv8-a)
 #   make test       build and run every test (Criterion); SAN=1 for ASan+UBSan
-#   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each (clang)
+#   make fuzz       libFuzzer harnesses, FUZZ_SECONDS each (clang); FUZZ_SEED + FUZZ_RUNS: a
+#                   fixed, repeatable run (CI's: it fails on a change, not on the draw)
 #   make deps       install the Debian packages the build and the tests need
 #   make demo       synthesize a tiny Grok-2-shaped checkpoint, convert it, inspect it, run it
 #   make bench      kernel and model benchmarks on the `mini` preset (synthesized once, cached)
@@ -88,6 +89,8 @@ test: $(BIN) $(BUILD)/grok2-tests
 
 # ---- fuzzing (clang's libFuzzer) -------------------------------------------------------------
 FUZZ_SECONDS ?= 60
+FUZZ_SEED ?= 0
+FUZZ_RUNS ?= -1
 FUZZ_SRC := $(filter-out runtime/main.c,$(wildcard simd/*.c quant/*.c))
 build-fuzz/fuzz_gguf: tests/fuzz_gguf.c $(FUZZ_SRC) $(wildcard quant/*.h simd/*.h)
 	@mkdir -p build-fuzz
@@ -95,7 +98,8 @@ build-fuzz/fuzz_gguf: tests/fuzz_gguf.c $(FUZZ_SRC) $(wildcard quant/*.h simd/*.
 
 fuzz: build-fuzz/fuzz_gguf
 	@mkdir -p build-fuzz/corpus-gguf
-	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 build-fuzz/corpus-gguf tests/data/gguf-seeds
+	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -runs=$(FUZZ_RUNS) -max_len=4096 \
+	  -print_final_stats=1 build-fuzz/corpus-gguf tests/data/gguf-seeds
 
 # ---- packages ---------------------------------------------------------------------------------
 DEB_PACKAGES := gcc make pkg-config clang libclang-rt-14-dev libcriterion-dev libcjson-dev libpcre2-dev \

@@ -410,8 +410,15 @@ static int parse_tensor_info(parser *p, int64_t i, uint64_t *offset_field_at) {
     return 0;
 }
 
+/* A tensor's name as a message may show it: the reader only rejects NUL, so a name may hold a
+ * newline or an escape sequence. */
+static const char *shown_name(const gguf_tensor *t, char *buf, size_t size) {
+    return printable((const uint8_t *)t->name, strlen(t->name), buf, size);
+}
+
 static int parse_tensors(parser *p) {
     gguf_file *f = p->f;
+    char shown[80], shown_prev[80];
     uint64_t *offset_field_at = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *offset_field_at);
     if (!offset_field_at) return g2_fail(p->err, "%s: out of memory for %" PRId64 " tensors", f->name, f->n_tensors);
     int rc = -1;
@@ -429,7 +436,7 @@ static int parse_tensors(parser *p) {
         gguf_tensor *t = &f->tensors[i];
         if (t->offset % f->alignment) {
             rc = g2_fail(p->err, "%s: tensor %" PRId64 " '%s': data offset %" PRIu64 " (at offset %" PRIu64 ") is not a multiple of the alignment %" PRIu32,
-                         f->name, i, t->name, t->offset, offset_field_at[i], f->alignment);
+                         f->name, i, shown_name(t, shown, sizeof shown), t->offset, offset_field_at[i], f->alignment);
             goto done;
         }
         if (t->offset != expected) {
@@ -437,24 +444,24 @@ static int parse_tensors(parser *p) {
                 const gguf_tensor *prev = &f->tensors[i - 1];
                 rc = g2_fail(p->err, "%s: tensor %" PRId64 " '%s': data offset %" PRIu64 " (at offset %" PRIu64 ") overlaps tensor %" PRId64 " '%s' "
                              "(data offsets [%" PRIu64 ", %" PRIu64 ")); offsets must be the running sum of padded sizes, expected %" PRIu64,
-                             f->name, i, t->name, t->offset, offset_field_at[i], i - 1, prev->name, prev->offset,
+                             f->name, i, shown_name(t, shown, sizeof shown), t->offset, offset_field_at[i], i - 1, shown_name(prev, shown_prev, sizeof shown_prev), prev->offset,
                              prev->offset + prev->nbytes, expected);
             } else {
                 rc = g2_fail(p->err, "%s: tensor %" PRId64 " '%s': data offset %" PRIu64 " (at offset %" PRIu64 ") is not the running sum "
                              "of the earlier tensors' padded sizes (expected %" PRIu64 ")",
-                             f->name, i, t->name, t->offset, offset_field_at[i], expected);
+                             f->name, i, shown_name(t, shown, sizeof shown), t->offset, offset_field_at[i], expected);
             }
             goto done;
         }
         uint64_t start, end, padded;
         if (!add_u64(f->data_offset, t->offset, &start) || !add_u64(start, t->nbytes, &end) || end > f->size) {
             rc = g2_fail(p->err, "%s: tensor %" PRId64 " '%s': data [%" PRIu64 ", %" PRIu64 ") runs past the end of the file (%" PRIu64 " bytes)",
-                         f->name, i, t->name, start, start + t->nbytes, f->size);
+                         f->name, i, shown_name(t, shown, sizeof shown), start, start + t->nbytes, f->size);
             goto done;
         }
         t->data = f->base + start;
         if (!align_up(t->nbytes, f->alignment, &padded) || !add_u64(expected, padded, &expected)) {
-            rc = g2_fail(p->err, "%s: tensor %" PRId64 " '%s': running data size overflows", f->name, i, t->name);
+            rc = g2_fail(p->err, "%s: tensor %" PRId64 " '%s': running data size overflows", f->name, i, shown_name(t, shown, sizeof shown));
             goto done;
         }
     }
@@ -472,7 +479,7 @@ static int parse_tensors(parser *p) {
     free(keys);
     if (dup >= 0) {
         rc = g2_fail(p->err, "%s: tensor %" PRId64 ": duplicate tensor name '%s' (first used by tensor %" PRId64 ")", f->name,
-                     dup, f->tensors[dup].name, first);
+                     dup, shown_name(&f->tensors[dup], shown, sizeof shown), first);
         goto done;
     }
     rc = 0;

@@ -824,6 +824,10 @@ CASE(tensor_duplicate, s->t1_name = "a")
 CASE(tensor_empty_name, s->t1_name = "")
 CASE(tensor_long_name, s->t1_name = "blk.0.a_name_that_is_exactly_sixty_four_bytes_long_xxxxxxxxxxxxx")
 CASE(tensor_nul_name, s->t1_name = "b\0c"; s->t1_name_len = 3)
+/* names may hold control characters (only NUL is refused): messages must still be one line */
+CASE(newline_name_offset_gap, s->t1_name = "b\nc"; s->t1_offset = 64)
+CASE(newline_name_unaligned, s->t1_name = "b\n\033[2Jc"; s->t1_offset = 33)
+CASE(newline_name_past_end, s->t1_name = "b\n"; s->t1_ne[1] = 1000)
 CASE(tensor_name_past_end, s->t1_name_len_field = 1 << 20)
 
 static const malformed_case malformed[] = {
@@ -873,6 +877,9 @@ static const malformed_case malformed[] = {
     {"64-byte tensor name", tensor_long_name, "the limit is 63"},
     {"NUL in a tensor name", tensor_nul_name, "NUL"},
     {"tensor name past the end", tensor_name_past_end, "name length 1048576"},
+    {"newline in a misplaced tensor's name", newline_name_offset_gap, "tensor 1 'b?c': data offset 64"},
+    {"escape in an unaligned tensor's name", newline_name_unaligned, "tensor 1 'b??[2Jc'"},
+    {"newline in a too-long tensor's name", newline_name_past_end, "tensor 1 'b?': data ["},
 };
 
 Test(quant_gguf, malformed_files_fail_with_a_message_naming_the_problem) {
