@@ -524,6 +524,11 @@ int gguf_writer_finish(gguf_writer *w, g2_error *err) {
     }
     if (flush(w, err)) return -1;
     if (fsync(w->fd) != 0 && errno != EINVAL && errno != EROFS) return io_fail(w, "fsync", errno, err);
+    /* The written pages sit in the page cache in the small folios the writes made, so a run
+     * mapping the file right away gets 4 KiB pages (measured: decode ~25% slower). Dropping
+     * them (clean now) makes the first run read the file afresh, in huge folios
+     * (MADV_HUGEPAGE in gguf_read.c). Best effort. */
+    posix_fadvise(w->fd, 0, 0, POSIX_FADV_DONTNEED);
     int fd = w->fd;
     w->fd = -1;
     if (close(fd) != 0 && errno != EINTR) return io_fail(w, "close", errno, err);

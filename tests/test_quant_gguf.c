@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1392,6 +1395,47 @@ Test(quant_gguf, writer_free_without_finish_leaves_nothing_behind) {
     gguf_writer_free(w);
     free(nowhere);
     free(tmp);
+    free(path);
+    remove_tmpdir(dir);
+}
+
+/* A finished file leaves the page cache (so that the first run maps it in huge folios, not in
+ * the small ones the writes made): none of its pages is resident right after finish. Only
+ * asserted on disk file systems, where POSIX_FADV_DONTNEED drops clean pages (on tmpfs the
+ * cache is the file). */
+Test(quant_gguf, finished_file_is_not_left_in_the_page_cache) {
+    char *dir = make_tmpdir(), *path = path_in(dir, "dropped.gguf");
+    struct statfs fs;
+    cr_assert_eq(statfs(dir, &fs), 0, "%s", strerror(errno));
+    if (fs.f_type != EXT4_SUPER_MAGIC && fs.f_type != XFS_SUPER_MAGIC && fs.f_type != BTRFS_SUPER_MAGIC) {
+        remove_tmpdir(dir);
+        free(path);
+        cr_skip_test("%s is not on ext4, xfs or btrfs (f_type 0x%lx)", dir, (unsigned long)fs.f_type);
+    }
+    const int64_t n = 1 << 20; /* 4 MiB of f32 */
+    g2_error err = {{0}};
+    gguf_writer *w = writer_with_one_tensor(n);
+    float *data = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) data[i] = (float)i;
+    cr_assert_eq(gguf_writer_begin(w, path, &err), 0, "%s", err.msg);
+    cr_assert_eq(gguf_writer_write(w, data, (size_t)n * 4, &err), 0, "%s", err.msg);
+    cr_assert_eq(gguf_writer_finish(w, &err), 0, "%s", err.msg);
+    gguf_writer_free(w);
+    int fd = open(path, O_RDONLY);
+    cr_assert(fd >= 0);
+    struct stat st;
+    cr_assert_eq(fstat(fd, &st), 0);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = ((size_t)st.st_size + page - 1) / page, resident = 0;
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    cr_assert(map != MAP_FAILED);
+    unsigned char *in_core = malloc(pages);
+    cr_assert_eq(mincore(map, (size_t)st.st_size, in_core), 0, "%s", strerror(errno));
+    for (size_t i = 0; i < pages; i++) resident += in_core[i] & 1;
+    cr_expect_eq(resident, 0, "%zu of %zu pages of the finished file are still cached", resident, pages);
+    munmap(map, (size_t)st.st_size);
+    close(fd);
+    free(in_core);
+    free(data);
     free(path);
     remove_tmpdir(dir);
 }
