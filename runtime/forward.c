@@ -12,6 +12,7 @@
  * Q8_K) and the simd/ kernels take integer dot products over row ranges split across the
  * thread pool. All buffers are allocated once, in grok_context_new: nothing in the token loop
  * allocates or locks. */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@
  * TASKS_PER_THREAD tasks per thread so the atomic task counter still balances the threads. */
 #define MIN_TASK_BYTES (256u << 10)
 #define TASKS_PER_THREAD 2
-#define ROW_UNROLL 4 /* the kernels' multi-row unroll: task boundaries are multiples of it */
+#define MATMUL_MAX_UNITS 4 /* matrices or gated pairs in one pass (see matmul_job) */
 
 /* An input of one or more matmuls: f32 rows, quantized lazily to each partner type once. */
 typedef struct {
@@ -51,9 +52,10 @@ struct grok_context {
     size_t copy_size;
     const simd_kernels *kernels;
     gemm_state *gemm; /* the --gemm back-end for batches (NULL: native kernels) */
-    /* quantized activations, one buffer per partner type (Q8_0, Q8_K) */
-    uint8_t *act_q8_0, *act_q8_k;
-    uint64_t act_q8_0_id, act_q8_k_id, next_act_id;
+    /* quantized activations per partner type (Q8_0, Q8_K) and slot: slot 0 holds a batch, the
+     * others one row each (one allocation per type) */
+    uint8_t *act_q8_0[MATMUL_MAX_UNITS], *act_q8_k[MATMUL_MAX_UNITS];
+    uint64_t act_q8_0_id[MATMUL_MAX_UNITS], act_q8_k_id[MATMUL_MAX_UNITS], next_act_id;
     uint32_t n_ctx, max_batch;
     kv_cache_type kv_type;
     size_t kv_elem;     /* bytes per cached value */
@@ -66,10 +68,13 @@ struct grok_context {
     /* activations, [max_batch][width] */
     float *h, *normed, *q, *k, *v, *attn, *proj, *ff_a, *ff_b, *dense, *moe, *router;
     float *expert_in, *expert_out;
+    float *expert_ff;   /* one token: [n_expert_used][2][n_ff_exp], each chosen expert's gate, up */
+    float *expert_down; /* one token: [n_expert_used][n_embd], each chosen expert's output */
     int32_t *expert_tokens; /* [n_expert][max_batch]: which tokens chose expert e */
     float *expert_gates;    /* [n_expert][max_batch]: with which weight */
     uint32_t *expert_fill;  /* [n_expert] */
     expert_stream *experts; /* advice, cache bound and counters for the expert slabs */
+    bool mlp_per_expert;    /* grok_context_params.mlp_per_expert */
     /* per-thread scratch */
     size_t row_width;
     float *thread_row;   /* [threads][row_width]: one decoded weight row */
@@ -93,13 +98,15 @@ static activation activation_of(grok_context *ctx, const float *x, int64_t n, in
     return (activation){x, n, cols, ++ctx->next_act_id};
 }
 
-/* The activation in act_type (quantized once per input; F32 is used as is). */
-static const void *activation_as(grok_context *ctx, const activation *a, uint32_t act_type, size_t *col_bytes) {
+/* The activation in act_type, quantized once per input into its slot's buffer (slot 0: a batch;
+ * slots 1.. one row, for single-token jobs that read several inputs); F32 is used as is. */
+static const void *activation_as(grok_context *ctx, const activation *a, int slot, uint32_t act_type,
+                                 size_t *col_bytes) {
     *col_bytes = simd_act_row_bytes(act_type, a->cols);
     if (act_type == SIMD_TYPE_F32) return a->x;
     bool q8_0 = act_type == SIMD_TYPE_Q8_0;
-    uint8_t *buf = q8_0 ? ctx->act_q8_0 : ctx->act_q8_k;
-    uint64_t *held = q8_0 ? &ctx->act_q8_0_id : &ctx->act_q8_k_id;
+    uint8_t *buf = q8_0 ? ctx->act_q8_0[slot] : ctx->act_q8_k[slot];
+    uint64_t *held = q8_0 ? &ctx->act_q8_0_id[slot] : &ctx->act_q8_k_id[slot];
     if (*held != a->id) {
         simd_quantize_fn quantize = q8_0 ? ctx->kernels->quantize_q8_0 : ctx->kernels->quantize_q8_k;
         for (int64_t t = 0; t < a->n; t++) quantize(a->x + t * a->cols, buf + (size_t)t * *col_bytes, a->cols);
@@ -108,36 +115,49 @@ static const void *activation_as(grok_context *ctx, const activation *a, uint32_
     return buf;
 }
 
-/* One matrix of a matmul job: W (or one expert's slab of it) times the activation into y. */
+/* One matrix of a matmul job: W (or one expert's slab of it) times an activation into y. */
 typedef struct {
     const weight_matrix *w;
     const uint8_t *data;
     float *y; /* [n][w->rows] */
+    const activation *act;
     const simd_type_kernels *kernels; /* NULL: no kernels for the type, decode rows instead */
     bool by_gemm;                     /* a batch on the --gemm back-end */
     const void *x;                    /* the activation in the kernels' partner type */
     size_t x_col_bytes;
 } matmul_part;
 
-/* One group's share of one part's rows, cut into tasks of rows_per_task rows. */
+/* What a task computes rows of: one part, or a gated pair (gate, up) whose rows are finished
+ * in the same task, y_gate = GELU(y_gate) * y_up, so no pass of its own is needed. */
 typedef struct {
-    int part;
+    int first_part, n_parts; /* n_parts 2: a gated pair */
+    size_t row_bytes;        /* of all its parts: sizes the tasks */
+} matmul_unit;
+
+/* One group's share of one unit's rows, cut into tasks of rows_per_task rows. */
+typedef struct {
+    int unit;
     int64_t first_task, row_begin, row_end, rows_per_task;
 } matmul_segment;
 
+/* Up to MATMUL_MAX_UNITS units in one pass of the pool (one barrier): decode runs the dense MLP's
+ * and both chosen experts' gate/up in one pass, then their three down projections in another.
+ * Units may read different activations only when each is a single token (one quantized row
+ * buffer per activation slot; a batch has one slot). */
 typedef struct {
     grok_context *ctx;
-    const activation *act;
-    matmul_part parts[3];
+    matmul_part parts[2 * MATMUL_MAX_UNITS];
     int n_parts;
-    matmul_segment segments[3 * POOL_MAX_GROUPS]; /* group-major, in task order */
+    matmul_unit units[MATMUL_MAX_UNITS];
+    int n_units;
+    matmul_segment segments[MATMUL_MAX_UNITS * POOL_MAX_GROUPS]; /* group-major, in task order */
     int n_segments;
 } matmul_job;
 
 /* Rows of a type without kernels: decode each row to f32 and dot it with every token. */
-static void matmul_rows_by_decoding(grok_context *ctx, const matmul_part *p, const activation *a, int64_t r0,
-                                    int64_t r1, int thread) {
+static void matmul_rows_by_decoding(grok_context *ctx, const matmul_part *p, int64_t r0, int64_t r1, int thread) {
     const g2_type_traits *traits = g2_type_get(p->w->type);
+    const activation *a = p->act;
     float *row = ctx->thread_row + (size_t)thread * ctx->row_width;
     for (int64_t r = r0; r < r1; r++) {
         traits->to_float(p->data + (size_t)r * p->w->row_bytes, row, a->cols);
@@ -149,20 +169,13 @@ static void matmul_rows_by_decoding(grok_context *ctx, const matmul_part *p, con
     }
 }
 
-static void matmul_task(void *arg, int64_t task, int thread) {
-    const matmul_job *job = arg;
-    int i = job->n_segments - 1;
-    while (task < job->segments[i].first_task) i--;
-    const matmul_segment *s = &job->segments[i];
-    const matmul_part *p = &job->parts[s->part];
-    int64_t r0 = s->row_begin + (task - s->first_task) * s->rows_per_task;
-    int64_t r1 = r0 + s->rows_per_task < s->row_end ? r0 + s->rows_per_task : s->row_end;
+static void part_rows(const matmul_job *job, const matmul_part *p, int64_t r0, int64_t r1, int thread) {
     const uint8_t *w = p->data + (size_t)r0 * p->w->row_bytes;
-    const activation *a = job->act;
+    const activation *a = p->act;
     if (p->by_gemm)
         gemm_rows(job->ctx->gemm, thread, p->w, p->data, r0, r1, a->x, a->n, p->y);
     else if (!p->kernels)
-        matmul_rows_by_decoding(job->ctx, p, a, r0, r1, thread);
+        matmul_rows_by_decoding(job->ctx, p, r0, r1, thread);
     else if (a->n == 1)
         p->kernels->matvec(a->cols, r1 - r0, w, p->w->row_bytes, p->x, p->y + r0);
     else
@@ -170,54 +183,109 @@ static void matmul_task(void *arg, int64_t task, int thread) {
                            (size_t)p->w->rows);
 }
 
-static int64_t rows_per_task(const weight_matrix *w, int64_t share_rows, int threads) {
-    int64_t tasks = (int64_t)threads * TASKS_PER_THREAD;
-    int64_t rows = (share_rows + tasks - 1) / tasks;
-    int64_t min_rows = (int64_t)(MIN_TASK_BYTES / (w->row_bytes ? w->row_bytes : 1));
-    if (rows < min_rows) rows = min_rows;
-    return (rows + ROW_UNROLL - 1) / ROW_UNROLL * ROW_UNROLL;
+static void matmul_task(void *arg, int64_t task, int thread) {
+    const matmul_job *job = arg;
+    int i = job->n_segments - 1;
+    while (task < job->segments[i].first_task) i--;
+    const matmul_segment *s = &job->segments[i];
+    const matmul_unit *u = &job->units[s->unit];
+    int64_t r0 = s->row_begin + (task - s->first_task) * s->rows_per_task;
+    int64_t r1 = r0 + s->rows_per_task < s->row_end ? r0 + s->rows_per_task : s->row_end;
+    for (int k = 0; k < u->n_parts; k++) part_rows(job, &job->parts[u->first_part + k], r0, r1, thread);
+    if (u->n_parts == 2) {
+        const matmul_part *gate = &job->parts[u->first_part], *up = gate + 1;
+        for (int64_t t = 0; t < gate->act->n; t++) {
+            float *g = gate->y + t * gate->w->rows + r0;
+            const float *v = up->y + t * up->w->rows + r0;
+            job->ctx->kernels->gelu(g, g, r1 - r0);
+            for (int64_t r = 0; r < r1 - r0; r++) g[r] *= v[r];
+        }
+    }
 }
 
-/* Up to three matrices that read the same input, in one pass of the pool (one barrier). */
-static void matmul_many(grok_context *ctx, const activation *a, int n_parts, const weight_matrix *const *w,
-                        const uint8_t *const *data, float *const *y) {
-    matmul_job job = {ctx, a, {{0}}, n_parts, {{0}}, 0};
-    for (int i = 0; i < n_parts; i++) {
-        matmul_part *p = &job.parts[i];
-        p->w = w[i];
-        p->data = data && data[i] ? data[i] : w[i]->data;
-        p->y = y[i];
-        p->kernels = simd_type_kernels_get(ctx->kernels, w[i]->type);
+/* Task boundaries fall on multiples of ROW_ALIGN (NUMA_ROW_ALIGN): the kernels' 4-row tiles and
+ * the fused GELU's 16-wide vectors then cover every row the same way at any thread count. */
+static int64_t rows_per_task(size_t row_bytes, int64_t share_rows, int threads) {
+    int64_t tasks = (int64_t)threads * TASKS_PER_THREAD;
+    int64_t rows = (share_rows + tasks - 1) / tasks;
+    int64_t min_rows = (int64_t)(MIN_TASK_BYTES / (row_bytes ? row_bytes : 1));
+    if (rows < min_rows) rows = min_rows;
+    return (rows + NUMA_ROW_ALIGN - 1) / NUMA_ROW_ALIGN * NUMA_ROW_ALIGN;
+}
+
+static void matmul_job_init(matmul_job *job, grok_context *ctx) {
+    memset(job, 0, sizeof *job);
+    job->ctx = ctx;
+}
+
+static matmul_part *job_part(matmul_job *job, const activation *a, const weight_matrix *w, const uint8_t *data,
+                             float *y) {
+    matmul_part *p = &job->parts[job->n_parts++];
+    *p = (matmul_part){.w = w, .data = data ? data : w->data, .y = y, .act = a};
+    return p;
+}
+
+/* y = W x */
+static void matmul_job_add(matmul_job *job, const activation *a, const weight_matrix *w, const uint8_t *data,
+                           float *y) {
+    job->units[job->n_units++] = (matmul_unit){job->n_parts, 1, w->row_bytes};
+    job_part(job, a, w, data, y);
+}
+
+/* y_gate = GELU(W_gate x) * (W_up x); y_up is the up projection's scratch */
+static void matmul_job_add_gated(matmul_job *job, const activation *a, const weight_matrix *gate,
+                                 const uint8_t *gate_data, float *y_gate, const weight_matrix *up,
+                                 const uint8_t *up_data, float *y_up) {
+    job->units[job->n_units++] = (matmul_unit){job->n_parts, 2, gate->row_bytes + up->row_bytes};
+    job_part(job, a, gate, gate_data, y_gate);
+    job_part(job, a, up, up_data, y_up);
+}
+
+/* Each distinct activation gets a slot of quantized buffers (slot 0 holds a batch, the others
+ * one row), then the units' rows are cut into tasks per NUMA group and run in one pass. */
+static void matmul_job_run(matmul_job *job) {
+    grok_context *ctx = job->ctx;
+    const activation *slots[2 * MATMUL_MAX_UNITS];
+    int n_slots = 0;
+    for (int i = 0; i < job->n_parts; i++) {
+        matmul_part *p = &job->parts[i];
+        const activation *a = p->act;
+        int slot = 0;
+        while (slot < n_slots && slots[slot]->id != a->id) slot++;
+        if (slot == n_slots) slots[n_slots++] = a;
+        assert(slot < MATMUL_MAX_UNITS && (slot == 0 || a->n == 1)); /* slots 1.. hold one row */
+        p->kernels = simd_type_kernels_get(ctx->kernels, p->w->type);
         if (p->kernels && a->cols % p->kernels->block) p->kernels = NULL;
-        p->by_gemm = a->n > 1 && gemm_takes(ctx->gemm, w[i]->type);
-        if (p->by_gemm) gemm_prepare(ctx->gemm, w[i]->type, a->x, a->n, a->cols, a->id);
-        else if (p->kernels) p->x = activation_as(ctx, a, p->kernels->act_type, &p->x_col_bytes);
+        p->by_gemm = a->n > 1 && gemm_takes(ctx->gemm, p->w->type);
+        if (p->by_gemm) gemm_prepare(ctx->gemm, p->w->type, a->x, a->n, a->cols, a->id);
+        else if (p->kernels) p->x = activation_as(ctx, a, slot, p->kernels->act_type, &p->x_col_bytes);
     }
     int64_t group_tasks[POOL_MAX_GROUPS], tasks = 0;
     for (int g = 0; g < ctx->n_groups; g++) {
         int threads = thread_pool_group_size(ctx->pool, g);
         group_tasks[g] = 0;
-        for (int i = 0; i < n_parts; i++) {
-            matmul_segment *s = &job.segments[job.n_segments];
-            s->part = i;
-            numa_split(w[i]->rows, g, ctx->n_groups, NUMA_ROW_ALIGN, &s->row_begin, &s->row_end);
+        for (int i = 0; i < job->n_units; i++) {
+            const matmul_unit *u = &job->units[i];
+            matmul_segment *s = &job->segments[job->n_segments];
+            s->unit = i;
+            numa_split(job->parts[u->first_part].w->rows, g, ctx->n_groups, NUMA_ROW_ALIGN, &s->row_begin, &s->row_end);
             if (s->row_end == s->row_begin) continue;
-            s->rows_per_task = rows_per_task(w[i], s->row_end - s->row_begin, threads);
+            s->rows_per_task = rows_per_task(u->row_bytes, s->row_end - s->row_begin, threads);
             s->first_task = tasks;
             int64_t n = (s->row_end - s->row_begin + s->rows_per_task - 1) / s->rows_per_task;
             tasks += n;
             group_tasks[g] += n;
-            job.n_segments++;
+            job->n_segments++;
         }
     }
-    thread_pool_run_groups(ctx->pool, matmul_task, &job, group_tasks);
+    thread_pool_run_groups(ctx->pool, matmul_task, job, group_tasks);
 }
 
 static void matmul(grok_context *ctx, const weight_matrix *w, const uint8_t *data, const activation *a, float *y) {
-    const weight_matrix *ws[1] = {w};
-    const uint8_t *ds[1] = {data};
-    float *ys[1] = {y};
-    matmul_many(ctx, a, 1, ws, ds, ys);
+    matmul_job job;
+    matmul_job_init(&job, ctx);
+    matmul_job_add(&job, a, w, data, y);
+    matmul_job_run(&job);
 }
 
 /* ---- KV cache ------------------------------------------------------------------------------ */
@@ -489,9 +557,12 @@ static void attention(grok_context *ctx, uint32_t layer, const grok_layer *L, ui
     const grok_hparams *hp = &ctx->model->hp;
     size_t q_dim = (size_t)hp->n_head * hp->head_dim, kvd = kv_dim(ctx);
     activation in = activation_of(ctx, ctx->normed, n, hp->n_embd);
-    const weight_matrix *w[3] = {&L->q, &L->k, &L->v};
-    float *y[3] = {ctx->q, ctx->k, ctx->v};
-    matmul_many(ctx, &in, 3, w, NULL, y);
+    matmul_job qkv;
+    matmul_job_init(&qkv, ctx);
+    matmul_job_add(&qkv, &in, &L->q, NULL, ctx->q);
+    matmul_job_add(&qkv, &in, &L->k, NULL, ctx->k);
+    matmul_job_add(&qkv, &in, &L->v, NULL, ctx->v);
+    matmul_job_run(&qkv);
     for (uint32_t t = 0; t < n; t++) {
         rope(ctx, ctx->q + t * q_dim, hp->n_head, ctx->k + t * kvd, hp->n_head_kv, n_past + t);
         kv_store(ctx, layer, n_past + t, ctx->k + t * kvd, ctx->v + t * kvd);
@@ -521,15 +592,12 @@ static void attention(grok_context *ctx, uint32_t layer, const grok_layer *L, ui
 static void gated_mlp(grok_context *ctx, const weight_matrix *gate, const uint8_t *gate_data, const weight_matrix *up,
                       const uint8_t *up_data, const weight_matrix *down, const uint8_t *down_data, const float *x,
                       uint32_t n, float *out) {
-    int64_t width = gate->rows;
     activation in = activation_of(ctx, x, n, gate->cols);
-    const weight_matrix *w[2] = {gate, up};
-    const uint8_t *d[2] = {gate_data, up_data};
-    float *y[2] = {ctx->ff_a, ctx->ff_b};
-    matmul_many(ctx, &in, 2, w, d, y);
-    ctx->kernels->gelu(ctx->ff_a, ctx->ff_a, (int64_t)n * width);
-    for (int64_t i = 0; i < (int64_t)n * width; i++) ctx->ff_a[i] *= ctx->ff_b[i];
-    activation hidden = activation_of(ctx, ctx->ff_a, n, width);
+    matmul_job job;
+    matmul_job_init(&job, ctx);
+    matmul_job_add_gated(&job, &in, gate, gate_data, ctx->ff_a, up, up_data, ctx->ff_b);
+    matmul_job_run(&job);
+    activation hidden = activation_of(ctx, ctx->ff_a, n, gate->rows);
     matmul(ctx, down, down_data, &hidden, out);
 }
 
@@ -621,6 +689,44 @@ static void moe_experts(grok_context *ctx, const grok_layer *L, uint32_t n) {
     }
 }
 
+/* One token: the dense MLP and every chosen expert in two passes of the pool, all gate/up pairs
+ * (GELU fused) in the first, all down projections in the second; the dense unit goes first so
+ * the advised expert slabs have its time to arrive. The same arithmetic as gated_mlp +
+ * moe_experts, experts added in index order. */
+static void mlp_one_token(grok_context *ctx, const grok_layer *L) {
+    const grok_hparams *hp = &ctx->model->hp;
+    uint32_t d = hp->n_embd, ff = hp->n_ff_exp;
+    uint32_t chosen[MATMUL_MAX_UNITS - 1];
+    int n_chosen = 0;
+    for (uint32_t e = 0; e < hp->n_expert; e++)
+        if (ctx->expert_fill[e]) chosen[n_chosen++] = e;
+    activation in = activation_of(ctx, ctx->normed, 1, d), hidden[MATMUL_MAX_UNITS];
+    matmul_job job;
+    matmul_job_init(&job, ctx);
+    matmul_job_add_gated(&job, &in, &L->gate, NULL, ctx->ff_a, &L->up, NULL, ctx->ff_b);
+    for (int k = 0; k < n_chosen; k++) {
+        float *y = ctx->expert_ff + (size_t)k * 2 * ff;
+        matmul_job_add_gated(&job, &in, &L->gate_exps, L->gate_exps.data + chosen[k] * L->gate_exps_slab, y,
+                             &L->up_exps, L->up_exps.data + chosen[k] * L->up_exps_slab, y + ff);
+    }
+    matmul_job_run(&job);
+    matmul_job_init(&job, ctx);
+    hidden[0] = activation_of(ctx, ctx->ff_a, 1, L->gate.rows);
+    matmul_job_add(&job, &hidden[0], &L->down, NULL, ctx->dense);
+    for (int k = 0; k < n_chosen; k++) {
+        hidden[k + 1] = activation_of(ctx, ctx->expert_ff + (size_t)k * 2 * ff, 1, ff);
+        matmul_job_add(&job, &hidden[k + 1], &L->down_exps, L->down_exps.data + chosen[k] * L->down_exps_slab,
+                       ctx->expert_down + (size_t)k * d);
+    }
+    matmul_job_run(&job);
+    memset(ctx->moe, 0, d * sizeof(float));
+    for (int k = 0; k < n_chosen; k++) {
+        float gate = ctx->expert_gates[(size_t)chosen[k] * ctx->max_batch];
+        const float *src = ctx->expert_down + (size_t)k * d;
+        for (uint32_t j = 0; j < d; j++) ctx->moe[j] += gate * src[j];
+    }
+}
+
 /* ---- one chunk of tokens through the whole model ------------------------------------------ */
 
 static void forward_chunk(grok_context *ctx, const int32_t *tokens, uint32_t n, uint32_t n_past, float *logits,
@@ -649,8 +755,12 @@ static void forward_chunk(grok_context *ctx, const int32_t *tokens, uint32_t n, 
         for (uint32_t t = 0; t < n; t++)
             ctx->kernels->rmsnorm(ctx->h + (size_t)t * d, L->ffn_norm, ctx->normed + (size_t)t * d, d, hp->rms_eps);
         moe_route(ctx, l, L, n);
-        gated_mlp(ctx, &L->gate, NULL, &L->up, NULL, &L->down, NULL, ctx->normed, n, ctx->dense);
-        moe_experts(ctx, L, n);
+        if (n == 1 && hp->n_expert_used < MATMUL_MAX_UNITS && !ctx->mlp_per_expert) {
+            mlp_one_token(ctx, L);
+        } else {
+            gated_mlp(ctx, &L->gate, NULL, &L->up, NULL, &L->down, NULL, ctx->normed, n, ctx->dense);
+            moe_experts(ctx, L, n);
+        }
         for (uint32_t t = 0; t < n; t++) {
             float *h = ctx->h + (size_t)t * d, *f = ctx->dense + (size_t)t * d;
             const float *e = ctx->moe + (size_t)t * d;
@@ -790,6 +900,7 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     }
     ctx->max_batch = params->max_batch ? params->max_batch : 512;
     ctx->kv_type = params->kv_type;
+    ctx->mlp_per_expert = params->mlp_per_expert;
     ctx->kv_elem = ctx->kv_type == KV_F32 ? 4 : 2;
     if (make_pool(ctx, params, err) ||
         (params->no_mmap && numa_copy_weights(m, ctx->pool, ctx->numa == NUMA_SHARD, &ctx->weights_copy,
@@ -830,8 +941,15 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
         return -1;
     }
     if (ctx->numa == NUMA_SHARD) expert_stream_share_advice(ctx->experts, ctx->n_groups);
-    ctx->act_q8_0 = malloc(B * (ctx->row_width / QK8_0 + 1) * sizeof(block_q8_0));
-    ctx->act_q8_k = malloc(B * (ctx->row_width / QK_K + 1) * sizeof(block_q8_k));
+    size_t q8_0_row = (ctx->row_width / QK8_0 + 1) * sizeof(block_q8_0), q8_k_row = (ctx->row_width / QK_K + 1) * sizeof(block_q8_k);
+    ctx->act_q8_0[0] = malloc((B + MATMUL_MAX_UNITS - 1) * q8_0_row);
+    ctx->act_q8_k[0] = malloc((B + MATMUL_MAX_UNITS - 1) * q8_k_row);
+    for (int slot = 1; slot < MATMUL_MAX_UNITS && ctx->act_q8_0[0] && ctx->act_q8_k[0]; slot++) {
+        ctx->act_q8_0[slot] = ctx->act_q8_0[0] + (B + slot - 1) * q8_0_row;
+        ctx->act_q8_k[slot] = ctx->act_q8_k[0] + (B + slot - 1) * q8_k_row;
+    }
+    ctx->expert_ff = malloc((size_t)hp->n_expert_used * 2 * hp->n_ff_exp * sizeof(float));
+    ctx->expert_down = malloc((size_t)hp->n_expert_used * d * sizeof(float));
     int threads = ctx->pool ? thread_pool_size(ctx->pool) : 1;
     ctx->thread_row = malloc((size_t)threads * ctx->row_width * sizeof(float));
     size_t group = hp->n_head / hp->n_head_kv, rows = group * (group < ATTN_QUERY_ROWS ? ATTN_QUERY_ROWS / group : 1);
@@ -850,7 +968,8 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     if (!ctx->pool || !ctx->k_cache || !ctx->v_cache || !ctx->inv_freq || !ctx->h || !ctx->normed || !ctx->q ||
         !ctx->k || !ctx->v || !ctx->attn || !ctx->proj || !ctx->ff_a || !ctx->ff_b || !ctx->dense || !ctx->moe ||
         !ctx->router || !ctx->expert_in || !ctx->expert_out || !ctx->expert_tokens || !ctx->expert_gates ||
-        !ctx->expert_fill || !ctx->thread_row || !ctx->thread_attn || !ctx->attn_partial || !ctx->act_q8_0 || !ctx->act_q8_k) {
+        !ctx->expert_fill || !ctx->thread_row || !ctx->thread_attn || !ctx->attn_partial || !ctx->act_q8_0[0] || !ctx->act_q8_k[0] ||
+        !ctx->expert_ff || !ctx->expert_down) {
         grok_context_free(ctx);
         return g2_fail(err, "out of memory for a context of %u positions (KV cache %zu MiB)", params->n_ctx,
                        2 * kv_bytes >> 20);
@@ -874,7 +993,8 @@ void grok_context_free(grok_context *ctx) {
     void *buffers[] = {ctx->inv_freq, ctx->h, ctx->normed, ctx->q, ctx->k, ctx->v,
                        ctx->attn, ctx->proj, ctx->ff_a, ctx->ff_b, ctx->dense, ctx->moe, ctx->router,
                        ctx->expert_in, ctx->expert_out, ctx->expert_tokens, ctx->expert_gates, ctx->expert_fill,
-                       ctx->thread_row, ctx->thread_attn, ctx->attn_partial, ctx->act_q8_0, ctx->act_q8_k};
+                       ctx->thread_row, ctx->thread_attn, ctx->attn_partial, ctx->act_q8_0[0], ctx->act_q8_k[0],
+                       ctx->expert_ff, ctx->expert_down};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
     free(ctx);
 }

@@ -86,8 +86,9 @@ void numa_describe(const numa_topology *t, numa_mode mode, const int *threads, c
 int numa_node_label(const numa_topology *t, int node); /* the OS node number, or the pretend one */
 
 /* Share `part` of `parts` of count items, cut at multiples of align (rows: the kernels' 4-row
- * tiles, so a row is computed the same way whichever node owns it). */
-#define NUMA_ROW_ALIGN 4
+ * tiles and the fused GELU's 16-wide vectors, so a row is computed the same way whichever node
+ * or task owns it). */
+#define NUMA_ROW_ALIGN 16
 void numa_split(int64_t count, int part, int parts, int64_t align, int64_t *begin, int64_t *end);
 /* Memory policies; no-ops on one node and on pretend nodes. */
 void numa_interleave_all(const numa_topology *t);                            /* this thread and its children */
@@ -167,6 +168,8 @@ typedef struct {
     bool mlock_dense;         /* lock the always-on weights (a warning, not a failure, if refused) */
     uint32_t expert_cache_mb; /* 0: unbounded; else least recently used expert slabs are paged out */
     gemm_backend gemm;  /* prefill matmuls (AUTO: the CPU's default) */
+    bool mlp_per_expert; /* tests: a single token also takes the dense MLP and each expert in
+                            passes of their own (the batch path), not the two shared passes */
 } grok_context_params;
 
 typedef struct grok_context grok_context;

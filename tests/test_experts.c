@@ -272,3 +272,38 @@ Test(experts, auto_prefetch_advises_only_a_file_larger_than_memory) {
     cr_assert(mine > 0 && mine <= machine, "memory for this process: %llu of %llu", (unsigned long long)mine,
               (unsigned long long)machine);
 }
+
+/* A decode token runs the dense MLP and its chosen experts in two shared passes of the pool
+ * (gate/up pairs with GELU fused, then the down projections): the same logits, bit for bit, as
+ * the separate passes a batch takes, at any thread count (tasks cut rows differently). */
+static float *decode_logits(const grok_model *m, int threads, bool per_expert, uint32_t n) {
+    grok_context_params p = {.n_ctx = 64, .numa = NUMA_OFF, .n_threads = threads, .mlp_per_expert = per_expert};
+    grok_context *ctx;
+    g2_error err;
+    cr_assert_eq(grok_context_new(&ctx, m, &p, &err), 0, "%s", err.msg);
+    float *logits = malloc((size_t)n * m->hp.n_vocab * sizeof *logits);
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t token = (int32_t)((i * 37 + 11) % m->hp.n_vocab);
+        cr_assert_eq(grok_eval(ctx, &token, 1, i, logits + (size_t)i * m->hp.n_vocab, false, &err), 0, "%s", err.msg);
+    }
+    grok_context_free(ctx);
+    return logits;
+}
+
+Test(experts, one_token_mlp_in_two_passes_gives_the_per_expert_logits_bit_for_bit) {
+    grok_model *m;
+    g2_error err;
+    cr_assert_eq(grok_model_load(&m, model, &err), 0, "%s", err.msg);
+    const uint32_t n = 12;
+    size_t bytes = (size_t)n * m->hp.n_vocab * sizeof(float);
+    float *want = decode_logits(m, 1, true, n);
+    for (int threads = 1; threads <= 3; threads++) {
+        float *shared = decode_logits(m, threads, false, n), *separate = decode_logits(m, threads, true, n);
+        cr_expect(!memcmp(shared, want, bytes), "-t %d: the two-pass MLP gives other logits", threads);
+        cr_expect(!memcmp(separate, want, bytes), "-t %d: the per-expert passes depend on the thread count", threads);
+        free(shared);
+        free(separate);
+    }
+    free(want);
+    grok_model_free(m);
+}
