@@ -95,8 +95,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_SEED ?= 0
 FUZZ_RUNS ?= -1
 FUZZ_NAMES := gguf safetensors config tokenizer
-FUZZ_DIVISOR_config := 3
-FUZZ_DIVISOR_tokenizer := 100
+FUZZ_DIVISOR_config := 2
+FUZZ_DIVISOR_tokenizer := 10
 fuzz_runs = $(or $(FUZZ_RUNS_$1),$(if $(filter -1,$(FUZZ_RUNS)),-1,$(shell expr $(FUZZ_RUNS) / $(or $(FUZZ_DIVISOR_$1),1))))
 FUZZ_CC := clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined
 FUZZ_SRC := $(filter-out runtime/main.c,$(wildcard simd/*.c quant/*.c))
