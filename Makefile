@@ -88,18 +88,34 @@ test: $(BIN) $(BUILD)/grok2-tests
 	  ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(BUILD)/grok2-tests --jobs $(TEST_JOBS) $(TEST_ARGS)
 
 # ---- fuzzing (clang's libFuzzer) -------------------------------------------------------------
+# One harness per parser of untrusted input (tests/fuzz_NAME.c, seeds in tests/data/NAME-seeds);
+# `make fuzz-NAME` runs one. A slower harness runs FUZZ_RUNS / FUZZ_DIVISOR_NAME inputs, so that
+# CI's fixed count takes a similar time in each (under ~45 s on 2 cores); FUZZ_RUNS_NAME=N sets one.
 FUZZ_SECONDS ?= 60
 FUZZ_SEED ?= 0
 FUZZ_RUNS ?= -1
+FUZZ_NAMES := gguf safetensors config tokenizer
+FUZZ_DIVISOR_config := 2
+FUZZ_DIVISOR_tokenizer := 10
+fuzz_runs = $(or $(FUZZ_RUNS_$1),$(if $(filter -1,$(FUZZ_RUNS)),-1,$(shell expr $(FUZZ_RUNS) / $(or $(FUZZ_DIVISOR_$1),1))))
+FUZZ_CC := clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined
 FUZZ_SRC := $(filter-out runtime/main.c,$(wildcard simd/*.c quant/*.c))
-build-fuzz/fuzz_gguf: tests/fuzz_gguf.c $(FUZZ_SRC) $(wildcard quant/*.h simd/*.h)
+FUZZ_HDR := $(wildcard quant/*.h simd/*.h) convert/convert.h tests/fuzz.h
+build-fuzz/fuzz_gguf: tests/fuzz_gguf.c $(FUZZ_SRC) $(FUZZ_HDR)
+build-fuzz/fuzz_safetensors: tests/fuzz_safetensors.c convert/safetensors_read.c convert/grok_tensors.c convert/files.c \
+  $(FUZZ_SRC) $(FUZZ_HDR)
+build-fuzz/fuzz_config: tests/fuzz_config.c convert/grok_config.c convert/grok_tensors.c convert/files.c \
+  quant/error.c $(FUZZ_HDR)
+build-fuzz/fuzz_tokenizer: tests/fuzz_tokenizer.c convert/tokenizer_json.c convert/files.c quant/error.c $(FUZZ_HDR)
+$(FUZZ_NAMES:%=build-fuzz/fuzz_%): build-fuzz/fuzz_%:
 	@mkdir -p build-fuzz
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -o $@ tests/fuzz_gguf.c $(FUZZ_SRC) -lm -lpthread
+	$(FUZZ_CC) -o $@ $(filter %.c,$^) -lcjson -lm -lpthread
 
-fuzz: build-fuzz/fuzz_gguf
-	@mkdir -p build-fuzz/corpus-gguf
-	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -runs=$(FUZZ_RUNS) -max_len=4096 \
-	  -print_final_stats=1 build-fuzz/corpus-gguf tests/data/gguf-seeds
+fuzz: $(FUZZ_NAMES:%=fuzz-%)
+$(FUZZ_NAMES:%=fuzz-%): fuzz-%: build-fuzz/fuzz_%
+	@mkdir -p build-fuzz/corpus-$*
+	$< -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -runs=$(call fuzz_runs,$*) -max_len=4096 \
+	  -print_final_stats=1 build-fuzz/corpus-$* tests/data/$*-seeds
 
 # ---- packages ---------------------------------------------------------------------------------
 DEB_PACKAGES := gcc make pkg-config clang libclang-rt-14-dev libcriterion-dev libcjson-dev libpcre2-dev \
@@ -151,7 +167,7 @@ bench-mmap: $(BIN)
 clean:
 	rm -rf build build-san build-fuzz grok2
 
-.PHONY: all test fuzz deps demo bench bench-mmap clean
+.PHONY: all test fuzz $(FUZZ_NAMES:%=fuzz-%) deps demo bench bench-mmap clean
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/runtime/main.d
 
 # kernels: the AVX-512 sources under SIMDe and NEON under qemu-aarch64 (where the tools are),

@@ -406,6 +406,9 @@ int write_command(const write_command_def *def, write_options *w, void *options,
 bool path_exists(const char *path);
 /* A whole (small) file, NUL-terminated; NULL with a message naming the file. */
 char *read_text_file(const char *path, size_t *len, g2_error *err);
+/* Untrusted text (a name or value from a file) made safe for a one-line message: control
+ * characters as \xNN, cut with "..." to fit buf (size >= 8); returns buf. */
+const char *shown_text(const char *text, char *buf, size_t size);
 /* A file-size limit (ulimit -f) then fails the write with EFBIG, which the writers report and
  * clean up after, instead of killing the process with SIGXFSZ and leaving a temp file. */
 void ignore_file_size_signal(void);

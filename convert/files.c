@@ -55,3 +55,22 @@ int check_output_path(const char *path, bool force, g2_error *err) {
 }
 
 void ignore_file_size_signal(void) { signal(SIGXFSZ, SIG_IGN); }
+
+const char *shown_text(const char *text, char *buf, size_t size) {
+    size_t o = 0, i = 0;
+    for (; text[i]; i++) {
+        unsigned char c = (unsigned char)text[i];
+        bool control = c < 0x20 || c == 0x7f;
+        if (o + (control ? 4 : 1) + 4 > size) break; /* keep room for "..." and the NUL */
+        if (control) o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
+        else buf[o++] = (char)c;
+    }
+    if (text[i]) {
+        /* cut before a whole UTF-8 character: drop the copied bytes of the one cut through */
+        while (i > 0 && ((unsigned char)text[i] & 0xC0) == 0x80 && (unsigned char)text[i - 1] >= 0x80) i--, o--;
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = 0;
+    return buf;
+}

@@ -69,7 +69,9 @@ static int parse_entry(const st_file *f, const cJSON *entry, uint64_t data_size,
         if (dtype_known_elsewhere(dtype->valuestring))
             return g2_fail(err, "%s: tensor '%s': dtype %s is not supported (BF16, F16 or F32)", f->path, name,
                            dtype->valuestring);
-        return g2_fail(err, "%s: tensor '%s': unknown dtype '%.32s'", f->path, name, dtype->valuestring);
+        char shown[48];
+        return g2_fail(err, "%s: tensor '%s': unknown dtype '%s'", f->path, name,
+                       shown_text(dtype->valuestring, shown, sizeof shown));
     }
     if (!cJSON_IsArray(shape)) return g2_fail(err, "%s: tensor '%s': missing \"shape\" array", f->path, name);
     int n_dims = cJSON_GetArraySize(shape);
@@ -109,6 +111,18 @@ static int parse_entry(const st_file *f, const cJSON *entry, uint64_t data_size,
     t->file_offset = data_start + begin;
     t->data = f->map + data_start + begin;
     t->file = f;
+    return 0;
+}
+
+/* A control character (a newline) in a name would break every one-line message that shows it,
+ * here and downstream (hf_checkpoint.c): such a name is refused, shown escaped. */
+static int check_name(const st_file *f, const char *name, g2_error *err) {
+    for (const char *p = name; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            char shown[96];
+            return g2_fail(err, "%s: tensor name '%s' holds a control character", f->path,
+                           shown_text(name, shown, sizeof shown));
+        }
     return 0;
 }
 
@@ -177,7 +191,7 @@ static int parse_header(st_file *f, g2_error *err) {
         memcpy(name_at, e->string, len + 1);
         t->name = name_at;
         name_at += len + 1;
-        rc = parse_entry(f, e, data_size, data_start, t, err);
+        rc = check_name(f, e->string, err) || parse_entry(f, e, data_size, data_start, t, err) ? -1 : 0;
         if (rc == 0) f->n_tensors++;
     }
     cJSON_Delete(root);

@@ -96,6 +96,7 @@ int tok_vocab_parse(const char *text, size_t len, const char *name, tok_vocab *v
     cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) return g2_fail(err, "%s: not valid JSON", name);
     int rc = 0;
+    char shown[48]; /* the file's word_split, one-line safe */
     const cJSON *split = cJSON_GetObjectItemCaseSensitive(root, "word_split");
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(root, "pat_str");
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(root, "vocab_size");
@@ -103,8 +104,8 @@ int tok_vocab_parse(const char *text, size_t len, const char *name, tok_vocab *v
     else if (pat && !cJSON_IsString(pat)) rc = g2_fail(err, "%s: \"pat_str\" must be a string", name);
     else if (!cJSON_IsString(split)) rc = g2_fail(err, "%s: missing \"word_split\" string", name);
     else if (strcmp(split->valuestring, "V1") && !pat)
-        rc = g2_fail(err, "%s: word_split \"%.40s\" is not supported (only \"V1\", unless pat_str is given)", name,
-                     split->valuestring);
+        rc = g2_fail(err, "%s: word_split \"%s\" is not supported (only \"V1\", unless pat_str is given)", name,
+                     shown_text(split->valuestring, shown, sizeof shown));
     else if (size && (!cJSON_IsNumber(size) || size->valuedouble != floor(size->valuedouble) ||
                       size->valuedouble < 1 || size->valuedouble > TOK_MAX_ID))
         rc = g2_fail(err, "%s: \"vocab_size\" must be a positive integer", name);

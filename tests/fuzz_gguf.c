@@ -9,15 +9,7 @@
 #include <string.h>
 
 #include "../quant/quant.h"
-
-static volatile uint64_t sink; /* keeps the reads from being optimised away */
-
-static void touch(const void *p, uint64_t n) {
-    const volatile uint8_t *b = p;
-    if (n) sink += b[0] + b[n - 1];
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gguf_file *f;

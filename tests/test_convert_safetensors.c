@@ -31,6 +31,7 @@ static void expect_reject(const char *header, size_t data_len, const char *fragm
     cr_assert_null(f);
     cr_assert(strstr(err.msg, fragment1), "message '%s' lacks '%s'", err.msg, fragment1);
     if (fragment2) cr_assert(strstr(err.msg, fragment2), "message '%s' lacks '%s'", err.msg, fragment2);
+    cr_assert_null(strchr(err.msg, '\n'), "message '%s' is not one line", err.msg);
     free(buf);
 }
 
@@ -97,6 +98,26 @@ Test(convert_safetensors, rejects_malformed_headers) {
                   NULL);
     expect_reject("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,4]}}", 4,
                   "overflows", NULL);
+}
+
+/* Found by fuzzing: a name or dtype holding a newline was printed raw, splitting the message (and
+ * a name was accepted, to be printed raw again by every later check). */
+Test(convert_safetensors, names_and_dtypes_with_control_characters_stay_on_one_line) {
+    expect_reject("{\"a\\nb\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+                  "tensor name 'a\\x0ab' holds a control character", NULL);
+    expect_reject("{\"a\":{\"dtype\":\"F\\r32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+                  "unknown dtype 'F\\x0d32'", NULL);
+    expect_reject("{\"a\":{\"dtype\":\"\\u007f0123456789012345678901234567890123456789xyz\",\"shape\":[1],"
+                  "\"data_offsets\":[0,4]}}",
+                  4, "unknown dtype '\\x7f0123456789012345678901234567890123456789...'", NULL);
+}
+
+Test(convert_safetensors, shown_text_escapes_controls_and_cuts_between_utf8_characters) {
+    char buf[12];
+    cr_assert_str_eq(shown_text("a\tb", buf, sizeof buf), "a\\x09b");
+    cr_assert_str_eq(shown_text("xy\u20ac\u20ac\u20ac", buf, sizeof buf), "xy\u20ac\u20ac...");
+    cr_assert_str_eq(shown_text("xyz\u20ac\u20ac", buf, sizeof buf), "xyz\u20ac..."); /* not half a euro sign */
+    cr_assert_str_eq(shown_text("\n\n\n", buf, sizeof buf), "\\x0a\\x0a...");
 }
 
 Test(convert_safetensors, rejects_impossible_header_lengths) {

@@ -92,6 +92,7 @@ static void expect_parse_error(const char *json, const char *fragment) {
     g2_error err = {{0}};
     cr_assert_eq(tok_vocab_parse(json, strlen(json), "t.json", &v, &err), -1, "accepted: %s", json);
     cr_assert(strstr(err.msg, fragment), "message '%s' lacks '%s'", err.msg, fragment);
+    cr_assert_null(strchr(err.msg, '\n'), "message '%s' is not one line", err.msg);
 }
 
 Test(convert_tokenizer, tok_json_validation_names_the_problem) {
@@ -114,6 +115,11 @@ Test(convert_tokenizer, tok_json_validation_names_the_problem) {
                        "\"bytes\":[255]}],\"word_split\":\"V1\"}",
                        "not valid UTF-8");
     expect_parse_error("{\"regular_tokens\":[", "not valid JSON");
+}
+
+/* a word_split holding a newline was printed raw, splitting the message */
+Test(convert_tokenizer, an_unsupported_word_split_is_shown_on_one_line) {
+    expect_parse_error("{\"regular_tokens\":[],\"special_tokens\":[],\"word_split\":\"V\\n2\"}", "word_split \"V\\x0a2\"");
 }
 
 Test(convert_tokenizer, other_word_split_is_accepted_with_an_explicit_pat_str) {
