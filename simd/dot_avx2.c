@@ -669,6 +669,37 @@ SIMD_ALWAYS_INLINE void float_tile(const int R, const int C, const float_kind ki
     }
     TILE_END
 }
+/* The matmul's row x up to 8 columns (FLOAT_DRIVERS): each 8 weights converted once for all the
+ * columns, the next row's same bytes prefetched (attention's transposed V rows are short strided
+ * runs), the columns' sums reduced together. */
+SIMD_ALWAYS_INLINE void float_row_columns(const int C, const float_kind kind, int64_t n, const uint8_t *w, size_t wrb,
+                                          const uint8_t *x, size_t xcb, float *y, size_t ys) {
+    __m256 acc[8];
+    COL_UNROLL for (int c = 0; c < 8; c++) acc[c] = _mm256_setzero_ps();
+    const size_t wsize = kind == W_F32 ? 4 : 2;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        simd_prefetch_lines(w + wrb + (size_t)i * wsize, 1);
+        __m256 wv = load_w8(kind, w + (size_t)i * wsize);
+        COL_UNROLL for (int c = 0; c < C; c++)
+            acc[c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps((const float *)(x + c * xcb) + i), acc[c]);
+    }
+    if (i < n) { /* the tail on zero-padded copies */
+        size_t rest = (size_t)(n - i);
+        float xpad[8] = {0};
+        uint8_t wpad[32] = {0};
+        memcpy(wpad, w + (size_t)i * wsize, rest * wsize);
+        __m256 wv = load_w8(kind, wpad);
+        COL_UNROLL for (int c = 0; c < C; c++) {
+            memcpy(xpad, (const float *)(x + c * xcb) + i, rest * 4);
+            acc[c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xpad), acc[c]);
+        }
+    }
+    float v[8];
+    _mm256_storeu_ps(v, hsum_columns(C, acc));
+    for (int c = 0; c < C; c++) y[c * ys] = v[c];
+}
+
 #define f32_tile(R, C, ...) float_tile(R, C, W_F32, __VA_ARGS__)
 #define f16_tile(R, C, ...) float_tile(R, C, W_F16, __VA_ARGS__)
 #define bf16_tile(R, C, ...) float_tile(R, C, W_BF16, __VA_ARGS__)
@@ -679,9 +710,9 @@ COLS8_DRIVERS(q8_0, q8_0_tile)
 KQ_DRIVERS(q4_k, q4_k_tile, KQ_Q4_K)
 KQ_DRIVERS(q5_k, q5_k_tile, KQ_Q5_K)
 KQ_DRIVERS(q6_k, q6_k_tile, KQ_Q6_K)
-SIMD_DEFINE_DRIVERS(f32, f32_tile)
-SIMD_DEFINE_DRIVERS(f16, f16_tile)
-SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
+FLOAT_DRIVERS(f32, f32_tile, W_F32)
+FLOAT_DRIVERS(f16, f16_tile, W_F16)
+FLOAT_DRIVERS(bf16, bf16_tile, W_BF16)
 
 /* ---- the peak int8 rate (bench): each accumulator feeds its own next step ----------------------- */
 

@@ -774,34 +774,6 @@ SIMD_ALWAYS_INLINE void float_row_columns(const int C, const float_kind kind, in
     for (int c = 0; c < C; c++) y[c * ys] = v[c];
 }
 
-#define FLOAT_MATMUL_CASE(C, KIND)                                                                                \
-    case C:                                                                                                       \
-        for (int64_t r = r0; r < r1; r++)                                                                         \
-            float_row_columns(C, KIND, n, wp + (size_t)r * wrb, wrb, xp + (size_t)c * xcb, xcb, y + (size_t)c * ys + r, ys); \
-        break;
-#define FLOAT_DRIVERS(NAME, TILE, KIND)                                                                           \
-    SIMD_DEFINE_MATVEC(NAME, TILE)                                                                                \
-    static void NAME##_matmul_block(int64_t n, int64_t nrows, const void *w, size_t wrb, int64_t ncols,           \
-                                    const void *x, size_t xcb, float *y, size_t ys) {                             \
-        const uint8_t *wp = (const uint8_t *)w, *xp = (const uint8_t *)x;                                         \
-        for (int64_t r0 = 0; r0 < nrows; r0 += SIMD_ROW_CHUNK) {                                                  \
-            int64_t r1 = r0 + SIMD_ROW_CHUNK < nrows ? r0 + SIMD_ROW_CHUNK : nrows;                               \
-            for (int64_t c = 0; c < ncols; c += 8) {                                                              \
-                switch (ncols - c < 8 ? ncols - c : 8) {                                                          \
-                    FLOAT_MATMUL_CASE(8, KIND)                                                                    \
-                    FLOAT_MATMUL_CASE(7, KIND)                                                                    \
-                    FLOAT_MATMUL_CASE(6, KIND)                                                                    \
-                    FLOAT_MATMUL_CASE(5, KIND)                                                                    \
-                    FLOAT_MATMUL_CASE(4, KIND)                                                                    \
-                    FLOAT_MATMUL_CASE(3, KIND)                                                                    \
-                    FLOAT_MATMUL_CASE(2, KIND)                                                                    \
-                    FLOAT_MATMUL_CASE(1, KIND)                                                                    \
-                default: break;                                                                                   \
-                }                                                                                                 \
-            }                                                                                                     \
-        }                                                                                                         \
-    }                                                                                                             \
-    SIMD_DEFINE_BLOCKED_MATMUL(NAME, SIMD_ROW_BLOCK)
 
 /* ---- drivers and the two tables -------------------------------------------------------------------- */
 
