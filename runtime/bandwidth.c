@@ -1,6 +1,7 @@
 /* Memory read bandwidth as this program sees it: all threads of the pool sum disjoint slices of
  * a buffer much larger than the last-level cache. Decode speed is judged against this figure
  * measured in the same run ("bandwidth yield"). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -45,4 +46,18 @@ double measure_read_bandwidth(thread_pool *pool, size_t bytes, int repetitions) 
     }
     munmap(buf, bytes);
     return best;
+}
+
+int huge_page_bytes(uint64_t *file_pmd_mapped, uint64_t *anon_huge) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    if (!f) return -1;
+    char line[256];
+    int found = 0;
+    unsigned long long kb;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "FilePmdMapped: %llu kB", &kb) == 1) *file_pmd_mapped = (uint64_t)kb << 10, found |= 1;
+        else if (sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) *anon_huge = (uint64_t)kb << 10, found |= 2;
+    }
+    fclose(f);
+    return found == 3 ? 0 : -1;
 }

@@ -21,7 +21,10 @@ static void bench_usage(FILE *out) {
             "through (attention and dense MLP matrices, the experts it is routed to; the lm_head\n"
             "once, for the last token; not the attention scores nor float weights) x tokens / time,\n"
             "and its fraction of the machine's peak int8 rate, measured in the same run: the\n"
-            "kernels' int8 multiply-add instruction in a register-only loop on every thread.\n\n"
+            "kernels' int8 multiply-add instruction in a register-only loop on every thread.\n"
+            "Last, how much of the weights sits in 2 MiB pages after the runs (the mapping's\n"
+            "FilePmdMapped, or with --no-mmap the copy's AnonHugePages): on 4 KiB pages decode\n"
+            "misses the TLB and the yield is not comparable.\n\n"
             "  -m, --model FILE   GGUF model\n"
             "  -p N               prompt tokens per pp run (default 512; 0 skips pp)\n"
             "  -n N               generated tokens per tg run (default 128; 0 skips tg)\n"
@@ -177,15 +180,22 @@ int cmd_bench(int argc, char **argv) {
     /* pp's int8 rate from its mean time per run */
     double pp_int8 = spp.mean > 0 ? 2 * prompt_int8_macs(model, o.prompt) * spp.mean / o.prompt / 1e9 : 0;
     double pp_fraction = int8_peak > 0 ? pp_int8 / int8_peak : 0;
+    /* the weights' page size, taken while they are mapped: yields on 4 KiB pages are not comparable */
+    uint64_t file_huge = 0, anon_huge = 0;
+    bool huge_known = huge_page_bytes(&file_huge, &anon_huge) == 0;
+    double weight_bytes = (double)gguf_file_size(model->file);
+    double huge_bytes = (double)(o.ctx.no_mmap ? anon_huge : file_huge);
     if (o.json) {
         printf("{\"model\": \"%s\", \"threads\": %d, \"depth\": %u, \"kv_type\": \"%s\", \"pp_tokens\": %u, "
                "\"pp_tokens_per_s\": %.3f, \"pp_stddev\": %.3f, \"tg_tokens\": %u, \"tg_tokens_per_s\": %.3f, "
                "\"tg_stddev\": %.3f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbps\": %.3f, "
                "\"bandwidth_yield\": %.4f, \"pp_int8_gops\": %.1f, \"int8_peak_gops\": %.1f, "
-               "\"pp_int8_fraction_of_peak\": %.4f, \"kernels\": \"%s\", \"repetitions\": %u}\n",
+               "\"pp_int8_fraction_of_peak\": %.4f, \"kernels\": \"%s\", \"repetitions\": %u, "
+               "\"weights\": \"%s\", \"weight_bytes\": %.0f, \"weight_bytes_in_huge_pages\": %.0f}\n",
                o.model, threads, o.depth, kv_cache_type_name(o.ctx.kv_type), o.prompt, spp.mean, spp.stddev,
                o.generate, stg.mean, stg.stddev, per_token, bandwidth, yield, pp_int8, int8_peak, pp_fraction,
-               simd_kernels_get()->name, o.repetitions);
+               simd_kernels_get()->name, o.repetitions, o.ctx.no_mmap ? "copied" : "mapped", weight_bytes,
+               huge_known ? huge_bytes : -1.0);
     } else {
         printf("model            %s\n", o.model);
         printf("threads          %d, depth %u, KV cache %s, %u repetitions\n", threads, o.depth,
@@ -203,6 +213,11 @@ int cmd_bench(int argc, char **argv) {
         printf("read bandwidth   %10.2f GB/s (measured now, %d threads)\n", bandwidth, threads);
         if (o.generate) printf("bandwidth yield  %10.3f (tg x bytes per token / bandwidth)\n", yield);
         if (o.prompt && o.generate) printf("pp / tg          %10.2f\n", spp.mean / stg.mean);
+        if (huge_known)
+            printf("huge pages       %10.2f of %.2f GB of weights (%s)\n", huge_bytes / 1e9, weight_bytes / 1e9,
+                   o.ctx.no_mmap ? "the copy's AnonHugePages" : "the mapping's FilePmdMapped");
+        else
+            printf("huge pages       unknown (no /proc/self/smaps_rollup)\n");
     }
     rc = 0;
 done:

@@ -17,6 +17,10 @@ int cmd_info(int argc, char **argv);
 /* Best of `repetitions` all-thread reads of a fresh buffer of `bytes`, in GB/s (0 if the buffer
  * cannot be had). */
 double measure_read_bandwidth(thread_pool *pool, size_t bytes, int repetitions);
+/* Bytes of this process's memory in 2 MiB pages now (/proc/self/smaps_rollup): file mappings
+ * mapped by PMD (the model's mapping) and anonymous huge pages (a --no-mmap copy); -1 where the
+ * kernel does not say. Decode speed depends on it: the TLB covers 512 times more per entry. */
+int huge_page_bytes(uint64_t *file_pmd_mapped, uint64_t *anon_huge);
 
 /* ---- the model ---------------------------------------------------------------------------- */
 

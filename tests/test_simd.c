@@ -6,6 +6,8 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "../quant/quant.h"
 #include "../simd/simd.h"
@@ -322,6 +324,15 @@ Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
     cr_expect_gt(peak, 0); /* no speed is asserted: only that the figures are there and agree */
     double rounding = 0.00005 + 0.05 / peak + 0.05 * rate / (peak * peak) + 1e-6; /* %.4f and %.1f in the JSON */
     cr_expect_leq(fabs(fraction - rate / peak), rounding, "fraction %.4f != %.1f / %.1f", fraction, rate, peak);
+    /* the weights' page size is reported with them: mapped, the file's size, at most all of it in
+     * huge pages (-1: the kernel does not say) */
+    const cJSON *how = cJSON_GetObjectItemCaseSensitive(j, "weights");
+    cr_expect(cJSON_IsString(how) && !strcmp(how->valuestring, "mapped"), "weights: %s", r.out);
+    struct stat st;
+    cr_assert_eq(stat(model, &st), 0);
+    double weights = json_number(j, "weight_bytes"), huge = json_number(j, "weight_bytes_in_huge_pages");
+    cr_expect_eq(weights, (double)st.st_size);
+    cr_expect(huge == -1 || (huge >= 0 && huge <= weights), "huge pages %.0f of %.0f", huge, weights);
     cJSON_Delete(j);
     harness_result_free(&r);
     free(dir);
