@@ -220,6 +220,7 @@ static void matmul_job_init(matmul_job *job, grok_context *ctx) {
 
 static matmul_part *job_part(matmul_job *job, const activation *a, const weight_matrix *w, const uint8_t *data,
                              float *y) {
+    assert(job->n_units <= MATMUL_MAX_UNITS); /* the callers' unit counts are fixed (q/k/v; MLP + experts) */
     matmul_part *p = &job->parts[job->n_parts++];
     *p = (matmul_part){.w = w, .data = data ? data : w->data, .y = y, .act = a};
     return p;
