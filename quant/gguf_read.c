@@ -620,6 +620,7 @@ uint32_t gguf_version(const gguf_file *f) { return f->version; }
 uint32_t gguf_alignment(const gguf_file *f) { return f->alignment; }
 uint64_t gguf_data_offset(const gguf_file *f) { return f->data_offset; }
 uint64_t gguf_file_size(const gguf_file *f) { return f->size; }
+const void *gguf_file_bytes(const gguf_file *f) { return f->base; }
 const char *gguf_path(const gguf_file *f) { return f->name; }
 int64_t gguf_kv_count(const gguf_file *f) { return f->n_kv; }
 

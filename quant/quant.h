@@ -129,6 +129,7 @@ uint32_t gguf_version(const gguf_file *f);
 uint32_t gguf_alignment(const gguf_file *f);
 uint64_t gguf_data_offset(const gguf_file *f); /* file offset of the data section */
 uint64_t gguf_file_size(const gguf_file *f);
+const void *gguf_file_bytes(const gguf_file *f); /* the whole file: the mapping, or the caller's buffer */
 const char *gguf_path(const gguf_file *f);
 
 /* Metadata by index (0 .. kv_count-1) */

@@ -1,6 +1,7 @@
 /* Memory read bandwidth as this program sees it: all threads of the pool sum disjoint slices of
  * a buffer much larger than the last-level cache. Decode speed is judged against this figure
  * measured in the same run ("bandwidth yield"). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,34 +31,75 @@ static double now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-double measure_read_bandwidth(thread_pool *pool, size_t bytes, int repetitions) {
-    bytes = (bytes + SLICE_BYTES - 1) / SLICE_BYTES * SLICE_BYTES;
-    uint64_t *buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (buf == MAP_FAILED) return 0;
-    madvise(buf, bytes, MADV_HUGEPAGE); /* the page size the model's mapping asks for (gguf_read.c) */
-    memset(buf, 1, bytes);              /* fault every page in before timing */
-    read_job job = {buf, {0}};
+struct read_probe {
+    uint64_t *buf;
+    size_t bytes;
+};
+
+read_probe *read_probe_new(size_t bytes) {
+    read_probe *probe = malloc(sizeof *probe);
+    if (!probe) return NULL;
+    probe->bytes = (bytes + SLICE_BYTES - 1) / SLICE_BYTES * SLICE_BYTES;
+    probe->buf = mmap(NULL, probe->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (probe->buf == MAP_FAILED) {
+        free(probe);
+        return NULL;
+    }
+    madvise(probe->buf, probe->bytes, MADV_HUGEPAGE); /* the page size the model's mapping asks for (gguf_read.c) */
+    memset(probe->buf, 1, probe->bytes);              /* fault every page in before timing */
+    return probe;
+}
+
+double read_probe_measure(read_probe *probe, thread_pool *pool, int repetitions) {
+    read_job job = {probe->buf, {0}};
     double best = 0;
     for (int r = 0; r < repetitions; r++) {
         double t0 = now();
-        thread_pool_run(pool, read_task, &job, (int64_t)(bytes / SLICE_BYTES));
-        double gbps = bytes / (now() - t0) / 1e9;
+        thread_pool_run(pool, read_task, &job, (int64_t)(probe->bytes / SLICE_BYTES));
+        double gbps = probe->bytes / (now() - t0) / 1e9;
         if (gbps > best) best = gbps;
     }
-    munmap(buf, bytes);
     return best;
 }
 
-int huge_page_bytes(uint64_t *file_pmd_mapped, uint64_t *anon_huge) {
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+void read_probe_free(read_probe *probe) {
+    if (!probe) return;
+    munmap(probe->buf, probe->bytes);
+    free(probe);
+}
+
+double measure_read_bandwidth(thread_pool *pool, size_t bytes, int repetitions) {
+    read_probe *probe = read_probe_new(bytes);
+    if (!probe) return 0;
+    double gbps = read_probe_measure(probe, pool, repetitions);
+    read_probe_free(probe);
+    return gbps;
+}
+
+int huge_page_bytes(const void *start, size_t bytes, uint64_t *huge) {
+    FILE *f = fopen("/proc/self/smaps", "r");
     if (!f) return -1;
-    char line[256];
-    int found = 0;
+    char line[512];
+    bool seen = false;
+    uint64_t lo = (uintptr_t)start, hi = lo + bytes, overlap = 0, total = 0;
     unsigned long long kb;
     while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "FilePmdMapped: %llu kB", &kb) == 1) *file_pmd_mapped = (uint64_t)kb << 10, found |= 1;
-        else if (sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) *anon_huge = (uint64_t)kb << 10, found |= 2;
+        unsigned long long vma_start, vma_end;
+        /* a mapping's header line: "start-end perms offset dev inode [path]" */
+        if (sscanf(line, "%llx-%llx ", &vma_start, &vma_end) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            uint64_t a = vma_start > lo ? vma_start : lo, b = vma_end < hi ? vma_end : hi;
+            overlap = b > a ? b - a : 0;
+            continue;
+        }
+        if (!overlap) continue;
+        /* at most the overlap: the kernel may have merged a neighbouring anonymous allocation
+         * (the KV cache, also in huge pages) into the copy's mapping */
+        if (sscanf(line, "FilePmdMapped: %llu kB", &kb) == 1 || sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) {
+            total += (uint64_t)kb << 10 < overlap ? (uint64_t)kb << 10 : overlap;
+            seen = true;
+        }
     }
     fclose(f);
-    return found == 3 ? 0 : -1;
+    *huge = total;
+    return seen ? 0 : -1;
 }

@@ -15,13 +15,15 @@ static void bench_usage(FILE *out) {
             "       grok2 bench --kernels [--help for its options]\n\n"
             "Measures prompt processing (pp) and generation (tg) in tokens/s on random token ids,\n"
             "the bytes of weights read per generated token, the memory read bandwidth of this\n"
-            "machine (measured in the same run) and the bandwidth yield: tg tokens/s x bytes per\n"
-            "token / read bandwidth (1.0 = decode at the memory-bandwidth limit). For pp also the\n"
-            "int8 op rate: 2 ops (multiply, add) x the quantized weights each prompt token goes\n"
-            "through (attention and dense MLP matrices, the experts it is routed to; the lm_head\n"
-            "once, for the last token; not the attention scores nor float weights) x tokens / time,\n"
-            "and its fraction of the machine's peak int8 rate, measured in the same run: the\n"
-            "kernels' int8 multiply-add instruction in a register-only loop on every thread.\n"
+            "machine (measured right before each tg run: all threads read a 1 GiB buffer, best\n"
+            "of 2) and the bandwidth yield: per run, tg tokens/s x bytes per token / the bandwidth\n"
+            "measured before it (1.0 = decode at the memory-bandwidth limit), mean +- stddev over\n"
+            "the runs. For pp also the int8 op rate: 2 ops (multiply, add) x the quantized weights\n"
+            "each prompt token goes through (attention and dense MLP matrices, the experts it is\n"
+            "routed to; the lm_head once, for the last token; not the attention scores nor float\n"
+            "weights) x tokens / time, and its fraction of the machine's peak int8 rate, measured\n"
+            "in the same run: the kernels' int8 multiply-add instruction in a register-only loop on\n"
+            "every thread.\n"
             "Last, how much of the weights sits in 2 MiB pages after the runs (the mapping's\n"
             "FilePmdMapped, or with --no-mmap the copy's AnonHugePages): on 4 KiB pages decode\n"
             "misses the TLB and the yield is not comparable.\n\n"
@@ -131,6 +133,9 @@ int cmd_bench(int argc, char **argv) {
     int32_t *tokens = NULL;
     float *logits = NULL;
     double *pp = calloc(o.repetitions, sizeof *pp), *tg = calloc(o.repetitions, sizeof *tg);
+    double *bw = calloc(o.repetitions, sizeof *bw), *yields = calloc(o.repetitions, sizeof *yields);
+    thread_pool *pool = NULL;
+    read_probe *probe = NULL;
     if (cli_session_open(&session, o.model, false, &err)) goto done;
     const grok_model *model = session.model;
     uint32_t need = o.depth + (o.prompt > o.generate ? o.prompt : o.generate);
@@ -141,16 +146,17 @@ int cmd_bench(int argc, char **argv) {
     }
     if (cli_session_context(&session, &o.ctx, &err)) goto done;
     grok_context *ctx = session.ctx;
-    /* as many threads as the context's measure the bandwidth the decode is judged against */
-    thread_pool *pool = thread_pool_new(o.ctx.n_threads);
-    double bandwidth = pool ? measure_read_bandwidth(pool, (size_t)1 << 30, 3) : 0;
+    /* As many threads as the context's measure the bandwidth the decode is judged against, right
+     * before each tg run (best of 2 reads of 1 GiB): on a shared machine it drifts by a third
+     * within minutes, so a figure taken once at the start misjudges later runs. */
+    pool = thread_pool_new(o.ctx.n_threads);
+    probe = read_probe_new((size_t)1 << 30);
     double int8_peak = pool && o.prompt ? bench_int8_peak(pool, simd_kernels_get()) / 1e9 : 0; /* G/s */
     int threads = pool ? thread_pool_size(pool) : 0;
-    thread_pool_free(pool);
     uint32_t vocab = model->hp.n_vocab, n_tokens = need > 0 ? need : 1;
     tokens = malloc(n_tokens * sizeof *tokens);
     logits = malloc(vocab * sizeof *logits);
-    if (!tokens || !logits || !pp || !tg) {
+    if (!tokens || !logits || !pp || !tg || !bw || !yields || !pool || !probe) {
         g2_fail(&err, "out of memory");
         goto done;
     }
@@ -161,6 +167,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (o.depth && grok_eval(ctx, tokens, o.depth, 0, logits, false, &err)) goto done;
     if (o.generate && grok_eval(ctx, tokens + o.depth, 1, o.depth, logits, false, &err)) goto done; /* warm-up */
+    double per_token = grok_model_bytes_per_token(model);
     for (uint32_t r = 0; r < o.repetitions; r++) {
         if (o.prompt) {
             double t0 = cli_now_seconds();
@@ -168,32 +175,40 @@ int cmd_bench(int argc, char **argv) {
             pp[r] = o.prompt / (cli_now_seconds() - t0);
         }
         if (o.generate) {
+            bw[r] = read_probe_measure(probe, pool, 2);
             double t0 = cli_now_seconds();
             for (uint32_t i = 0; i < o.generate; i++)
                 if (grok_eval(ctx, tokens + o.depth + i, 1, o.depth + i, logits, false, &err)) goto done;
             tg[r] = o.generate / (cli_now_seconds() - t0);
+            yields[r] = tg[r] * per_token / (bw[r] * 1e9);
         }
     }
-    stat spp = stats(pp, o.repetitions), stg = stats(tg, o.repetitions);
-    double per_token = grok_model_bytes_per_token(model);
-    double yield = bandwidth > 0 ? stg.mean * per_token / (bandwidth * 1e9) : 0;
+    if (!o.generate) bw[0] = read_probe_measure(probe, pool, 3); /* still reported */
+    read_probe_free(probe); /* before the page count below: its buffer is in huge pages too */
+    probe = NULL;
+    uint32_t n_bw = o.generate ? o.repetitions : 1;
+    stat spp = stats(pp, o.repetitions), stg = stats(tg, o.repetitions), sbw = stats(bw, n_bw);
+    stat syield = stats(yields, o.repetitions);
+    double bandwidth = sbw.mean, yield = syield.mean;
     /* pp's int8 rate from its mean time per run */
     double pp_int8 = spp.mean > 0 ? 2 * prompt_int8_macs(model, o.prompt) * spp.mean / o.prompt / 1e9 : 0;
     double pp_fraction = int8_peak > 0 ? pp_int8 / int8_peak : 0;
     /* the weights' page size, taken while they are mapped: yields on 4 KiB pages are not comparable */
-    uint64_t file_huge = 0, anon_huge = 0;
-    bool huge_known = huge_page_bytes(&file_huge, &anon_huge) == 0;
-    double weight_bytes = (double)gguf_file_size(model->file);
-    double huge_bytes = (double)(o.ctx.no_mmap ? anon_huge : file_huge);
+    const void *weights;
+    size_t weights_size;
+    grok_context_weights(ctx, &weights, &weights_size);
+    uint64_t huge = 0;
+    bool huge_known = huge_page_bytes(weights, weights_size, &huge) == 0;
+    double weight_bytes = (double)weights_size, huge_bytes = (double)huge;
     if (o.json) {
         printf("{\"model\": \"%s\", \"threads\": %d, \"depth\": %u, \"kv_type\": \"%s\", \"pp_tokens\": %u, "
                "\"pp_tokens_per_s\": %.3f, \"pp_stddev\": %.3f, \"tg_tokens\": %u, \"tg_tokens_per_s\": %.3f, "
                "\"tg_stddev\": %.3f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbps\": %.3f, "
-               "\"bandwidth_yield\": %.4f, \"pp_int8_gops\": %.1f, \"int8_peak_gops\": %.1f, "
+               "\"read_bandwidth_stddev\": %.3f, \"bandwidth_yield\": %.4f, \"bandwidth_yield_stddev\": %.4f, \"pp_int8_gops\": %.1f, \"int8_peak_gops\": %.1f, "
                "\"pp_int8_fraction_of_peak\": %.4f, \"kernels\": \"%s\", \"repetitions\": %u, "
                "\"weights\": \"%s\", \"weight_bytes\": %.0f, \"weight_bytes_in_huge_pages\": %.0f}\n",
                o.model, threads, o.depth, kv_cache_type_name(o.ctx.kv_type), o.prompt, spp.mean, spp.stddev,
-               o.generate, stg.mean, stg.stddev, per_token, bandwidth, yield, pp_int8, int8_peak, pp_fraction,
+               o.generate, stg.mean, stg.stddev, per_token, bandwidth, sbw.stddev, yield, syield.stddev, pp_int8, int8_peak, pp_fraction,
                simd_kernels_get()->name, o.repetitions, o.ctx.no_mmap ? "copied" : "mapped", weight_bytes,
                huge_known ? huge_bytes : -1.0);
     } else {
@@ -210,8 +225,11 @@ int cmd_bench(int argc, char **argv) {
         }
         if (o.generate) printf("tg%-5u          %10.2f +- %.2f tokens/s\n", o.generate, stg.mean, stg.stddev);
         printf("read per token   %10.3f GB of weights\n", per_token / 1e9);
-        printf("read bandwidth   %10.2f GB/s (measured now, %d threads)\n", bandwidth, threads);
-        if (o.generate) printf("bandwidth yield  %10.3f (tg x bytes per token / bandwidth)\n", yield);
+        printf("read bandwidth   %10.2f +- %.2f GB/s (%s, %d threads)\n", bandwidth, sbw.stddev,
+               o.generate ? "measured before each tg run" : "measured now", threads);
+        if (o.generate)
+            printf("bandwidth yield  %10.3f +- %.3f (per run: tg x bytes per token / the bandwidth before it)\n", yield,
+                   syield.stddev);
         if (o.prompt && o.generate) printf("pp / tg          %10.2f\n", spp.mean / stg.mean);
         if (huge_known)
             printf("huge pages       %10.2f of %.2f GB of weights (%s)\n", huge_bytes / 1e9, weight_bytes / 1e9,
@@ -224,6 +242,10 @@ done:
     if (rc) fprintf(stderr, "grok2 bench: %s\n", err.msg);
     free(pp);
     free(tg);
+    free(bw);
+    free(yields);
+    read_probe_free(probe);
+    thread_pool_free(pool);
     free(tokens);
     free(logits);
     cli_session_close(&session);

@@ -827,6 +827,14 @@ int kv_cache_type_parse(const char *name, kv_cache_type *out) {
 
 uint32_t grok_context_n_ctx(const grok_context *ctx) { return ctx->n_ctx; }
 
+void grok_context_weights(const grok_context *ctx, const void **start, size_t *bytes) {
+    if (ctx->copy_memory) {
+        *start = ctx->copy_memory, *bytes = ctx->copy_size;
+    } else {
+        *start = gguf_file_bytes(ctx->model->file), *bytes = gguf_file_size(ctx->model->file);
+    }
+}
+
 const grok_expert_stats *grok_context_expert_stats(const grok_context *ctx) { return expert_stream_stats(ctx->experts); }
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }

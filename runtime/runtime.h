@@ -17,10 +17,17 @@ int cmd_info(int argc, char **argv);
 /* Best of `repetitions` all-thread reads of a fresh buffer of `bytes`, in GB/s (0 if the buffer
  * cannot be had). */
 double measure_read_bandwidth(thread_pool *pool, size_t bytes, int repetitions);
-/* Bytes of this process's memory in 2 MiB pages now (/proc/self/smaps_rollup): file mappings
- * mapped by PMD (the model's mapping) and anonymous huge pages (a --no-mmap copy); -1 where the
- * kernel does not say. Decode speed depends on it: the TLB covers 512 times more per entry. */
-int huge_page_bytes(uint64_t *file_pmd_mapped, uint64_t *anon_huge);
+/* The same on a buffer kept between measurements, for a benchmark that measures the bandwidth
+ * next to each of its runs: a shared machine's bandwidth drifts within minutes. */
+typedef struct read_probe read_probe;
+read_probe *read_probe_new(size_t bytes); /* NULL if the buffer cannot be had */
+double read_probe_measure(read_probe *probe, thread_pool *pool, int repetitions);
+void read_probe_free(read_probe *probe);
+/* Bytes of [start, start + bytes) in 2 MiB pages now (/proc/self/smaps): file pages mapped by
+ * PMD (the model's mapping) and anonymous huge pages (a --no-mmap copy), each mapping's count
+ * capped at its overlap with the range (smaps counts per mapping, not per address); -1 where
+ * the kernel does not say. Decode speed depends on it: the TLB covers 512 times more per entry. */
+int huge_page_bytes(const void *start, size_t bytes, uint64_t *huge);
 
 /* ---- the model ---------------------------------------------------------------------------- */
 
@@ -180,6 +187,8 @@ typedef struct grok_context grok_context;
 int grok_context_new(grok_context **out, const grok_model *m, const grok_context_params *params, g2_error *err);
 void grok_context_free(grok_context *ctx);
 uint32_t grok_context_n_ctx(const grok_context *ctx);
+/* Where the weights this context reads live: the --no-mmap copy, or the model file's bytes. */
+void grok_context_weights(const grok_context *ctx, const void **start, size_t *bytes);
 /* The context's NUMA line (numa_describe) and, for shard, where each node's share lives now. */
 void grok_context_numa_report(const grok_context *ctx, bool placement, char *buf, size_t cap);
 /* Evaluate n tokens at positions n_past .. n_past+n-1 (positions before n_past must already be

@@ -314,7 +314,7 @@ Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
     harness_result r = harness_run("%s synth tiny --gguf q8_0 -o %s --seed 3", harness_grok2(), model);
     cr_assert_eq(r.status, 0, "synth: %s", r.err);
     harness_result_free(&r);
-    r = harness_run("%s bench -m %s -p 8 -n 2 -r 1 -t 1 --json", harness_grok2(), model);
+    r = harness_run("%s bench -m %s -p 8 -n 2 -r 2 -t 1 --json", harness_grok2(), model);
     cr_assert_eq(r.status, 0, "bench: %s", r.err);
     cJSON *j = cJSON_Parse(r.out);
     cr_assert_not_null(j, "not JSON: %s", r.out);
@@ -324,6 +324,15 @@ Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
     cr_expect_gt(peak, 0); /* no speed is asserted: only that the figures are there and agree */
     double rounding = 0.00005 + 0.05 / peak + 0.05 * rate / (peak * peak) + 1e-6; /* %.4f and %.1f in the JSON */
     cr_expect_leq(fabs(fraction - rate / peak), rounding, "fraction %.4f != %.1f / %.1f", fraction, rate, peak);
+    /* the yield is the mean of the runs' yields, each against the bandwidth measured before it:
+     * near tg x bytes / the mean bandwidth (units: GB/s), with spreads that are never negative */
+    double tg = json_number(j, "tg_tokens_per_s"), bytes = json_number(j, "bytes_per_token");
+    double bw = json_number(j, "read_bandwidth_gbps"), yield = json_number(j, "bandwidth_yield");
+    cr_expect(tg > 0 && bytes > 0 && bw > 0 && yield > 0, "%s", r.out);
+    double pooled = tg * bytes / (bw * 1e9);
+    cr_expect(yield > pooled / 2 && yield < pooled * 2, "yield %.4f, tg x bytes / bandwidth %.4f", yield, pooled);
+    cr_expect_geq(json_number(j, "read_bandwidth_stddev"), 0);
+    cr_expect_geq(json_number(j, "bandwidth_yield_stddev"), 0);
     /* the weights' page size is reported with them: mapped, the file's size, at most all of it in
      * huge pages (-1: the kernel does not say) */
     const cJSON *how = cJSON_GetObjectItemCaseSensitive(j, "weights");
