@@ -333,6 +333,12 @@ static const uint16_t spread_k45_packed[2][32] = {
     {0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 2, 2, 2, 2, 3, 3, 3, 3},
     {4, 4, 4, 4, 5, 5, 5, 5, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7, 6, 6, 6, 6, 7, 7, 7, 7},
 };
+/* VNNI Q6_K, the same packing (4 products of 6 bits <= 4 * 63 * 127 < 2^15): lane j of
+ * VPACKSSDW(plane a, plane b) holds sub-block 4a + j, then 4b + j. */
+static const uint16_t spread_q6_packed[2][32] = {
+    {0, 0, 0, 0, 4, 4, 4, 4, 1, 1, 1, 1, 5, 5, 5, 5, 2, 2, 2, 2, 6, 6, 6, 6, 3, 3, 3, 3, 7, 7, 7, 7},
+    {8, 8, 8, 8, 12, 12, 12, 12, 9, 9, 9, 9, 13, 13, 13, 13, 10, 10, 10, 10, 14, 14, 14, 14, 11, 11, 11, 11, 15, 15, 15, 15},
+};
 /* Q6_K: scale 4q + j over the 8 int16 lanes of 128-bit lane j */
 static const uint16_t spread_q6[4][32] = {
     {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
@@ -442,13 +448,18 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
  * folded in once per super-block as 32 * sum_g scale[g] * bsums[g]. */
 /* A Q6_K super-block's four 6-bit planes (unsigned, in element order) and its 16 int8 scales
  * spread over the planes' int16 lanes (sc16: the scales as int16, for the offset). */
-SIMD_ALWAYS_INLINE void q6_k_decode(const block_q6_k *wb, __m512i z[4], __m512i sc[4], __m256i *sc16) {
+SIMD_ALWAYS_INLINE void q6_k_decode(const block_q6_k *wb, __m512i z[4], __m512i sc[4], __m256i *sc16, const bool packed) {
     const __m512i low4 = _mm512_set1_epi8(15), low2 = _mm512_set1_epi8(3);
     const __m512i shift_lo = simd_join256_si(_mm256_setzero_si256(), _mm256_set1_epi16(2));
     const __m512i shift_hi = simd_join256_si(_mm256_set1_epi16(4), _mm256_set1_epi16(6));
     *sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
-    SIMD_UNROLL for (int q = 0; q < 4; q++)
-        sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_q6[q]), _mm512_castsi256_si512(*sc16));
+    if (packed) { /* sc[0..1] in the layout of spread_q6_packed */
+        SIMD_UNROLL for (int q = 0; q < 2; q++)
+            sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_q6_packed[q]), _mm512_castsi256_si512(*sc16));
+    } else {
+        SIMD_UNROLL for (int q = 0; q < 4; q++)
+            sc[q] = _mm512_permutexvar_epi16(_mm512_loadu_si512(spread_q6[q]), _mm512_castsi256_si512(*sc16));
+    }
     SIMD_UNROLL for (int h = 0; h < 2; h++) {
         __m512i ql = _mm512_loadu_si512(wb->ql + 64 * h);
         __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h)));
@@ -474,13 +485,22 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int
             simd_prefetch_lines((const char *)wb + (size_t)R * wrb, 4);
             __m256i sc16;
             __m512i sc[4], z[4];
-            q6_k_decode(wb, z, sc, &sc16);
+            q6_k_decode(wb, z, sc, &sc16, vnni);
             float d = half_f32(wb->d);
             SIMD_UNROLL for (int c = 0; c < C; c++) {
                 __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs[c]), 5);
                 __m512i isum = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_inserti64x4(_mm512_setzero_si512(), offset, 0));
-                SIMD_UNROLL for (int q = 0; q < 4; q++)
-                    isum = scaled_pairs(vnni, isum, z[q], _mm512_loadu_si512(xb[c]->qs + 64 * q), sc[q]);
+#if defined(SIMD_AVX512_HAS_VNNI)
+                if (vnni) { /* see k45_tile */
+                    __m512i dq[4];
+                    SIMD_UNROLL for (int q = 0; q < 4; q++)
+                        dq[q] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z[q], _mm512_loadu_si512(xb[c]->qs + 64 * q));
+                    isum = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(isum, _mm512_packs_epi32(dq[0], dq[1]), sc[0]),
+                                               _mm512_packs_epi32(dq[2], dq[3]), sc[1]);
+                } else
+#endif
+                    SIMD_UNROLL for (int q = 0; q < 4; q++)
+                        isum = scaled_pairs(vnni, isum, z[q], _mm512_loadu_si512(xb[c]->qs + 64 * q), sc[q]);
                 acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xb[c]->d), acc[r][c]);
             }
         }
@@ -598,7 +618,7 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const bool vnni,
         if (kind == KQ_Q6_K) {
             const block_q6_k *wb = (const block_q6_k *)blk;
             __m256i sc16;
-            q6_k_decode(wb, planes, sc, &sc16);
+            q6_k_decode(wb, planes, sc, &sc16, false);
             /* signed weights q - 32; each column's sum starts at -128 sum sc (q - 32) */
             SIMD_UNROLL for (int q = 0; q < 4; q++) {
                 planes[q] = _mm512_sub_epi8(planes[q], q6_offset);
