@@ -79,6 +79,27 @@ static inline __m512i simd_compat_cvtepu16_epi32(__m256i v) {
 #define _mm512_cvtepu16_epi32(v) simd_compat_cvtepu16_epi32(v)
 #endif
 
+#ifndef _mm512_cvtepu8_epi16
+static inline __m512i simd_compat_cvtepu8_epi16(__m256i v) {
+    return simd_compat_join_si(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(v)),
+                               _mm256_cvtepu8_epi16(_mm256_extracti128_si256(v, 1)));
+}
+#define _mm512_cvtepu8_epi16(v) simd_compat_cvtepu8_epi16(v)
+#endif
+
+/* per-128-bit-lane shuffles with an immediate: macros, so the immediate stays a constant */
+#ifndef _mm512_shuffle_epi32
+#define _mm512_shuffle_epi32(v, imm)                                                      \
+    simd_compat_join_si(_mm256_shuffle_epi32(_mm512_castsi512_si256(v), (int)(imm)), \
+                        _mm256_shuffle_epi32(simd_compat_hi_si256(v), (int)(imm)))
+#endif
+
+#ifndef _mm512_bsrli_epi128
+#define _mm512_bsrli_epi128(v, imm)                                                      \
+    simd_compat_join_si(_mm256_bsrli_epi128(_mm512_castsi512_si256(v), imm), \
+                        _mm256_bsrli_epi128(simd_compat_hi_si256(v), imm))
+#endif
+
 #ifndef _mm512_cvtps_pd
 static inline __m512d simd_compat_cvtps_pd(__m256 v) {
     return _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_cvtps_pd(_mm256_castps256_ps128(v))),

@@ -363,6 +363,26 @@ SIMD_ALWAYS_INLINE __m512i scaled_pairs(const bool vnni, __m512i acc, __m512i u,
  * (sc4, sc6), (sc5, sc7). Q5_K's fifth bit of sub-block j is bit j of qh[l] (l = byte within
  * the half): qh goes in both halves and a per-half bit mask picks it. The mins term
  * dmin dx sum_j m[j] (bsums[2j] + bsums[2j+1]) is kept in its own 4 float lanes. */
+/* A Q4_K / Q5_K super-block's four planes (see above), unsigned, Q5_K's fifth bit included. */
+SIMD_ALWAYS_INLINE void k45_planes(const bool five_bit, const uint8_t *blk, __m512i planes[4]) {
+    const __m512i low4 = _mm512_set1_epi8(15), bit4 = _mm512_set1_epi8(16);
+    const uint8_t *qs = five_bit ? ((const block_q5_k *)blk)->qs : ((const block_q4_k *)blk)->qs;
+    __m512i q0 = _mm512_loadu_si512(qs), q1 = _mm512_loadu_si512(qs + 64);
+    planes[0] = _mm512_and_si512(q0, low4);
+    planes[1] = _mm512_and_si512(_mm512_srli_epi16(q0, 4), low4);
+    planes[2] = _mm512_and_si512(q1, low4);
+    planes[3] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), low4);
+    if (five_bit) {
+        const __m512i hbit[4] = {simd_join256_si(_mm256_set1_epi8(1), _mm256_set1_epi8(4)),
+                                 simd_join256_si(_mm256_set1_epi8(2), _mm256_set1_epi8(8)),
+                                 simd_join256_si(_mm256_set1_epi8(16), _mm256_set1_epi8(64)),
+                                 simd_join256_si(_mm256_set1_epi8(32), _mm256_set1_epi8((char)128))};
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh));
+        SIMD_UNROLL for (int p = 0; p < 4; p++)
+            planes[p] = _mm512_or_si512(planes[p], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, hbit[p]), bit4));
+    }
+}
+
 SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, const bool vnni, int64_t n, const uint8_t *w,
                                  size_t wrb, const uint8_t *x, size_t xcb, float *y, size_t ys) {
     TILE_BEGIN
@@ -370,11 +390,6 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
     SIMD_UNROLL for (int r = 0; r < R; r++)
         SIMD_UNROLL for (int c = 0; c < C; c++) accm[r][c] = _mm_setzero_ps();
     const size_t block_bytes = five_bit ? sizeof(block_q5_k) : sizeof(block_q4_k);
-    const __m512i low4 = _mm512_set1_epi8(15), bit4 = _mm512_set1_epi8(16);
-    const __m512i hbit[4] = {simd_join256_si(_mm256_set1_epi8(1), _mm256_set1_epi8(4)),
-                             simd_join256_si(_mm256_set1_epi8(2), _mm256_set1_epi8(8)),
-                             simd_join256_si(_mm256_set1_epi8(16), _mm256_set1_epi8(64)),
-                             simd_join256_si(_mm256_set1_epi8(32), _mm256_set1_epi8((char)128))};
     for (int64_t ib = 0; ib < n / QK_K; ib++) {
         __m512i xv[4][4];
         __m128i bpairs[4];
@@ -394,15 +409,8 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
             const block_q4_k *hdr = (const block_q4_k *)blk; /* Q5_K shares d, dmin, scales */
             __m256i sm16 = simd_k45_scales16(hdr->scales);    /* sc[0..7], m[0..7] as int16 */
             __m128i m16 = _mm256_extracti128_si256(sm16, 1);
-            const uint8_t *qs = five_bit ? ((const block_q5_k *)blk)->qs : hdr->qs;
-            __m512i q0 = _mm512_loadu_si512(qs), q1 = _mm512_loadu_si512(qs + 64);
-            __m512i planes[4] = {_mm512_and_si512(q0, low4), _mm512_and_si512(_mm512_srli_epi16(q0, 4), low4),
-                                 _mm512_and_si512(q1, low4), _mm512_and_si512(_mm512_srli_epi16(q1, 4), low4)};
-            if (five_bit) {
-                __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh));
-                SIMD_UNROLL for (int p = 0; p < 4; p++)
-                    planes[p] = _mm512_or_si512(planes[p], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, hbit[p]), bit4));
-            }
+            __m512i planes[4];
+            k45_planes(five_bit, blk, planes);
             __m512i sc[4];
             if (vnni) {
                 SIMD_UNROLL for (int p = 0; p < 2; p++)
@@ -440,6 +448,65 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
     SIMD_UNROLL for (int r = 0; r < R; r++)
         SIMD_UNROLL for (int c = 0; c < C; c++) y[c * ys + r] = hsum(acc[r][c]) - hsum128(accm[r][c]);
 }
+
+#if defined(SIMD_AVX512_HAS_VNNI)
+/* Decode's Q4_K / Q5_K matvec under VNNI, 4 rows: k45_tile's arithmetic (the same lanes, the same
+ * results) with each super-block's header work done for the 4 rows in one register: their
+ * 6-bit scales and mins decoded together (simd_k45_scales16's steps on 4 lanes), their d and
+ * dmin converted together, and their mins terms in one VPMADDWD and one FMA (row r in lane r). */
+SIMD_ALWAYS_INLINE void k45_rows4_vnni(const bool five_bit, int64_t n, const uint8_t *w, size_t wrb, const uint8_t *x,
+                                       float *y) {
+    __m512 acc[4], accm = _mm512_setzero_ps();
+    SIMD_UNROLL for (int r = 0; r < 4; r++) acc[r] = _mm512_setzero_ps();
+    const size_t block_bytes = five_bit ? sizeof(block_q5_k) : sizeof(block_q4_k);
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i scale_shift = _mm512_broadcast_i32x4(_mm_setr_epi32(0, 0, 0, 4));
+    const __m512i scale_mask = _mm512_broadcast_i32x4(_mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m512i high_mask = _mm512_broadcast_i32x4(_mm_setr_epi32(0, 0x03030303, 0, 0x03030303));
+    const __m512i first_dwords = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i odd_qwords = _mm512_setr_epi64(1, 3, 5, 7, 1, 3, 5, 7);
+    const __m512i dmin_lanes = _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);
+    const __m512i sc_spread[2] = {_mm512_loadu_si512(spread_k45_packed[0]), _mm512_loadu_si512(spread_k45_packed[1])};
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        const block_q8_k *xb = (const block_q8_k *)x + ib;
+        __m512i xv[4] = {load_x_pair(xb->qs, xb->qs + 64), load_x_pair(xb->qs + 32, xb->qs + 96),
+                         load_x_pair(xb->qs + 128, xb->qs + 192), load_x_pair(xb->qs + 160, xb->qs + 224)};
+        __m128i bpairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb->bsums), _mm_loadu_si128((const __m128i *)(xb->bsums + 8)));
+        const uint8_t *blk = w + ib * block_bytes;
+        /* the 4 rows' headers (d, dmin, 12 scale bytes), row r in 128-bit lane r */
+        __m512i h = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)blk));
+        h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk + wrb)), 1);
+        h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk + 2 * wrb)), 2);
+        h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)(blk + 3 * wrb)), 3);
+        __m512i v = _mm512_bsrli_epi128(h, 4); /* the scale bytes at the start of each lane */
+        __m512i lo = _mm512_and_si512(_mm512_srlv_epi32(_mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0x98), scale_shift), scale_mask);
+        __m512i hi = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(_mm512_shuffle_epi32(v, (_MM_PERM_ENUM)0x50), 6), high_mask), 4);
+        __m512i sm8 = _mm512_or_si512(lo, hi); /* lane r: sc[0..7], m[0..7] of row r as bytes */
+        __m256 dd = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi32(first_dwords, h)));
+        __m512 sx = _mm512_castps256_ps512(_mm256_mul_ps(dd, _mm256_set1_ps(xb->d))); /* d_r dx, dmin_r dx */
+        __m512i m16 = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(_mm512_permutexvar_epi64(odd_qwords, sm8)));
+        __m512i ms = _mm512_madd_epi16(m16, _mm512_broadcast_i32x4(bpairs));
+        accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_permutexvar_ps(dmin_lanes, sx), accm);
+        SIMD_UNROLL for (int r = 0; r < 4; r++) {
+            const uint8_t *row = blk + r * wrb;
+            simd_prefetch_lines(row + 4 * wrb, 3); /* the next tile's rows */
+            __m512i sm16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm512_extracti32x4_epi32(sm8, r)));
+            __m512i sc0 = _mm512_permutexvar_epi16(sc_spread[0], sm16), sc1 = _mm512_permutexvar_epi16(sc_spread[1], sm16);
+            __m512i planes[4];
+            k45_planes(five_bit, row, planes);
+            __m512i d[4];
+            SIMD_UNROLL for (int p = 0; p < 4; p++) d[p] = _mm512_dpbusd_epi32(zero, planes[p], xv[p]);
+            __m512i isum = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(zero, _mm512_packs_epi32(d[0], d[1]), sc0),
+                                               _mm512_packs_epi32(d[2], d[3]), sc1);
+            __m512 d_r = _mm512_permutexvar_ps(_mm512_set1_epi32(2 * r), sx);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), d_r, acc[r]);
+        }
+    }
+    float mins[16];
+    _mm512_storeu_ps(mins, accm);
+    SIMD_UNROLL for (int r = 0; r < 4; r++) y[r] = hsum(acc[r]) - hsum128(_mm_loadu_ps(mins + 4 * r));
+}
+#endif
 
 /* Q6_K. In half h, ql[64h .. 64h+63] is one register: its low nibbles are quarters 0 and 1
  * (elements 128h + 0..63, contiguous), its high nibbles quarters 2 and 3 (128h + 64..127);
@@ -606,7 +673,6 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const bool vnni,
     KQ_UNROLL for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
     SIMD_UNROLL for (int g = 0; g < (C + 3) / 4; g++) accm[g] = _mm512_setzero_ps();
     const size_t block_bytes = kind == KQ_Q6_K ? sizeof(block_q6_k) : kind == KQ_Q5_K ? sizeof(block_q5_k) : sizeof(block_q4_k);
-    const __m512i low4 = _mm512_set1_epi8(15), bit4 = _mm512_set1_epi8(16);
     const __m512i bias = _mm512_set1_epi8((char)0x80), q6_offset = _mm512_set1_epi8(32);
     const bool paired = vnni && kind != KQ_Q6_K;
     for (int s = 0; s < nsb; s++) {
@@ -630,21 +696,7 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const bool vnni,
             const block_q4_k *hdr = (const block_q4_k *)blk; /* Q5_K shares d, dmin, scales */
             __m256i sm16 = simd_k45_scales16(hdr->scales);
             m16x4 = _mm512_broadcast_i32x4(_mm256_extracti128_si256(sm16, 1));
-            const uint8_t *qs = kind == KQ_Q5_K ? ((const block_q5_k *)blk)->qs : hdr->qs;
-            __m512i q0 = _mm512_loadu_si512(qs), q1 = _mm512_loadu_si512(qs + 64);
-            planes[0] = _mm512_and_si512(q0, low4);
-            planes[1] = _mm512_and_si512(_mm512_srli_epi16(q0, 4), low4);
-            planes[2] = _mm512_and_si512(q1, low4);
-            planes[3] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), low4);
-            if (kind == KQ_Q5_K) {
-                const __m512i hbit[4] = {simd_join256_si(_mm256_set1_epi8(1), _mm256_set1_epi8(4)),
-                                         simd_join256_si(_mm256_set1_epi8(2), _mm256_set1_epi8(8)),
-                                         simd_join256_si(_mm256_set1_epi8(16), _mm256_set1_epi8(64)),
-                                         simd_join256_si(_mm256_set1_epi8(32), _mm256_set1_epi8((char)128))};
-                __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)((const block_q5_k *)blk)->qh));
-                SIMD_UNROLL for (int q = 0; q < 4; q++)
-                    planes[q] = _mm512_or_si512(planes[q], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, hbit[q]), bit4));
-            }
+            k45_planes(kind == KQ_Q5_K, blk, planes);
             if (paired) { /* planes (sb 0|2), (1|3) -> first halves of sb 0..3, second halves */
                 const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
                 const __m512i second = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
@@ -839,8 +891,11 @@ KQ_DRIVERS(q4_k_plain, q4_k_plain_tile, KQ_Q4_K, false)
 KQ_DRIVERS(q5_k_plain, q5_k_plain_tile, KQ_Q5_K, false)
 KQ_DRIVERS(q6_k_plain, q6_k_plain_tile, KQ_Q6_K, false)
 #if defined(SIMD_AVX512_HAS_VNNI)
-#define q4_k_vnni_tile(R, C, ...) k45_tile(R, C, false, true, __VA_ARGS__)
-#define q5_k_vnni_tile(R, C, ...) k45_tile(R, C, true, true, __VA_ARGS__)
+/* decode's 4-row tiles take k45_rows4_vnni, the rest k45_tile */
+#define K45_VNNI_TILE(FIVE, R, C, n, w, wrb, x, xcb, y, ys)                                     \
+    ((R) == 4 && (C) == 1 ? k45_rows4_vnni(FIVE, n, w, wrb, x, y) : k45_tile(R, C, FIVE, true, n, w, wrb, x, xcb, y, ys))
+#define q4_k_vnni_tile(R, C, ...) K45_VNNI_TILE(false, R, C, __VA_ARGS__)
+#define q5_k_vnni_tile(R, C, ...) K45_VNNI_TILE(true, R, C, __VA_ARGS__)
 #define q6_k_vnni_tile(R, C, ...) q6_k_tile(R, C, true, __VA_ARGS__)
 KQ_DRIVERS(q4_k_vnni, q4_k_vnni_tile, KQ_Q4_K, true)
 KQ_DRIVERS(q5_k_vnni, q5_k_vnni_tile, KQ_Q5_K, true)
