@@ -465,6 +465,7 @@ SIMD_ALWAYS_INLINE void k45_rows4_vnni(const bool five_bit, int64_t n, const uin
     const __m512i high_mask = _mm512_broadcast_i32x4(_mm_setr_epi32(0, 0x03030303, 0, 0x03030303));
     const __m512i first_dwords = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i odd_qwords = _mm512_setr_epi64(1, 3, 5, 7, 1, 3, 5, 7);
+    const __m512i lane0 = _mm512_setr_epi32(0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i dmin_lanes = _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);
     const __m512i sc_spread[2] = {_mm512_loadu_si512(spread_k45_packed[0]), _mm512_loadu_si512(spread_k45_packed[1])};
     for (int64_t ib = 0; ib < n / QK_K; ib++) {
@@ -490,7 +491,10 @@ SIMD_ALWAYS_INLINE void k45_rows4_vnni(const bool five_bit, int64_t n, const uin
         SIMD_UNROLL for (int r = 0; r < 4; r++) {
             const uint8_t *row = blk + r * wrb;
             simd_prefetch_lines(row + 4 * wrb, 3); /* the next tile's rows */
-            __m512i sm16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm512_extracti32x4_epi32(sm8, r)));
+            /* lane r by a permute, not VEXTRACTI32X4: its lane must be an immediate, and r is one
+             * only once the loop is unrolled (not in the sanitizer build) */
+            __m128i sm8_r = _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_add_epi32(_mm512_set1_epi32(4 * r), lane0), sm8));
+            __m512i sm16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sm8_r));
             __m512i sc0 = _mm512_permutexvar_epi16(sc_spread[0], sm16), sc1 = _mm512_permutexvar_epi16(sc_spread[1], sm16);
             __m512i planes[4];
             k45_planes(five_bit, row, planes);
