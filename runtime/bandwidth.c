@@ -85,8 +85,9 @@ int huge_page_bytes(const void *start, size_t bytes, uint64_t *huge) {
     unsigned long long kb;
     while (fgets(line, sizeof line, f)) {
         unsigned long long vma_start, vma_end;
-        /* a mapping's header line: "start-end perms offset dev inode [path]" */
-        if (sscanf(line, "%llx-%llx ", &vma_start, &vma_end) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+        /* a mapping's header line, "start-end perms offset dev inode [path]"; no field line
+         * ("Name: value") parses as two hex numbers around a '-' */
+        if (sscanf(line, "%llx-%llx", &vma_start, &vma_end) == 2) {
             uint64_t a = vma_start > lo ? vma_start : lo, b = vma_end < hi ? vma_end : hi;
             overlap = b > a ? b - a : 0;
             continue;

@@ -204,11 +204,13 @@ int cmd_bench(int argc, char **argv) {
         printf("{\"model\": \"%s\", \"threads\": %d, \"depth\": %u, \"kv_type\": \"%s\", \"pp_tokens\": %u, "
                "\"pp_tokens_per_s\": %.3f, \"pp_stddev\": %.3f, \"tg_tokens\": %u, \"tg_tokens_per_s\": %.3f, "
                "\"tg_stddev\": %.3f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbps\": %.3f, "
-               "\"read_bandwidth_stddev\": %.3f, \"bandwidth_yield\": %.4f, \"bandwidth_yield_stddev\": %.4f, \"pp_int8_gops\": %.1f, \"int8_peak_gops\": %.1f, "
+               "\"read_bandwidth_stddev\": %.3f, \"bandwidth_yield\": %.4f, \"bandwidth_yield_stddev\": %.4f, "
+               "\"pp_int8_gops\": %.1f, \"int8_peak_gops\": %.1f, "
                "\"pp_int8_fraction_of_peak\": %.4f, \"kernels\": \"%s\", \"repetitions\": %u, "
                "\"weights\": \"%s\", \"weight_bytes\": %.0f, \"weight_bytes_in_huge_pages\": %.0f}\n",
                o.model, threads, o.depth, kv_cache_type_name(o.ctx.kv_type), o.prompt, spp.mean, spp.stddev,
-               o.generate, stg.mean, stg.stddev, per_token, bandwidth, sbw.stddev, yield, syield.stddev, pp_int8, int8_peak, pp_fraction,
+               o.generate, stg.mean, stg.stddev, per_token, bandwidth, sbw.stddev, yield, syield.stddev, pp_int8,
+               int8_peak, pp_fraction,
                simd_kernels_get()->name, o.repetitions, o.ctx.no_mmap ? "copied" : "mapped", weight_bytes,
                huge_known ? huge_bytes : -1.0);
     } else {
@@ -235,7 +237,7 @@ int cmd_bench(int argc, char **argv) {
             printf("huge pages       %10.2f of %.2f GB of weights (%s)\n", huge_bytes / 1e9, weight_bytes / 1e9,
                    o.ctx.no_mmap ? "the copy's AnonHugePages" : "the mapping's FilePmdMapped");
         else
-            printf("huge pages       unknown (no /proc/self/smaps_rollup)\n");
+            printf("huge pages       unknown (no /proc/self/smaps)\n");
     }
     rc = 0;
 done:

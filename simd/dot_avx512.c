@@ -303,10 +303,10 @@ SIMD_ALWAYS_INLINE void block32_matmul(const block32_kind kind, const bool vnni,
 /* Sub-block scales multiply the int16 pair sums of VPMADDUBSW (pairs <= 2 * 63 * 127, scales
  * <= 128: exact): VPMADDWD + VPADDD, or with VNNI one VPDPWSSD that multiplies and accumulates.
  * Per row, the scales are spread over their sub-blocks' int16 lanes with one word permute per
- * register. Q4_K/Q5_K under VNNI go another way (k45_tile): VPDPBUSD sums 4 products per int32
- * lane (<= 4 * 31 * 127, so int16 holds it), VPACKSSDW packs two planes into one register and
- * one VPDPWSSD applies both planes' scales: 8 multiply instructions and 2 permutes per super-
- * block and row instead of 8 and 4, and exact all the same. */
+ * register. The matvecs under VNNI go another way (packed_planes_dot): VPDPBUSD sums 4 products
+ * per int32 lane (<= 4 * 63 * 127, so int16 holds it), VPACKSSDW packs two planes into one
+ * register and one VPDPWSSD applies both planes' scales: 8 multiply instructions and 2 permutes
+ * per super-block and row instead of 8 and 4, and exact all the same. */
 
 static inline float hsum128(__m128 s) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -355,6 +355,19 @@ SIMD_ALWAYS_INLINE __m512i scaled_pairs(const bool vnni, __m512i acc, __m512i u,
 #endif
     return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, sc16));
 }
+
+#if defined(SIMD_AVX512_HAS_VNNI)
+/* VNNI: acc + the four planes' products with x, scaled: VPDPBUSD per plane (4 products per int32
+ * lane, small enough for int16), planes 0|1 and 2|3 packed by VPACKSSDW, each pair scaled by one
+ * VPDPWSSD with sc01 / sc23 laid out for the packed lanes (spread_*_packed). */
+SIMD_ALWAYS_INLINE __m512i packed_planes_dot(__m512i acc, const __m512i planes[4], const __m512i x[4], __m512i sc01,
+                                             __m512i sc23) {
+    __m512i d[4];
+    SIMD_UNROLL for (int p = 0; p < 4; p++) d[p] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), planes[p], x[p]);
+    return _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(acc, _mm512_packs_epi32(d[0], d[1]), sc01),
+                               _mm512_packs_epi32(d[2], d[3]), sc23);
+}
+#endif
 
 /* Q4_K / Q5_K. qs bytes 0..63 hold chunks 0 and 1: their low nibbles are sub-blocks 0 and 2,
  * their high nibbles sub-blocks 1 and 3 (bytes 64..127 likewise for 4..7). So the four nibble
@@ -426,12 +439,9 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
                 const __m512i zero = _mm512_setzero_si512(); /* two chains of two: shorter latency */
                 __m512i isum;
 #if defined(SIMD_AVX512_HAS_VNNI)
-                if (vnni) {
-                    __m512i d[4];
-                    SIMD_UNROLL for (int p = 0; p < 4; p++) d[p] = _mm512_dpbusd_epi32(zero, planes[p], xv[c][p]);
-                    isum = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(zero, _mm512_packs_epi32(d[0], d[1]), sc[0]),
-                                               _mm512_packs_epi32(d[2], d[3]), sc[1]);
-                } else
+                if (vnni)
+                    isum = packed_planes_dot(zero, planes, xv[c], sc[0], sc[1]);
+                else
 #endif
                 {
                     isum = scaled_pairs(vnni, scaled_pairs(vnni, zero, planes[0], xv[c][0], sc[0]), planes[1], xv[c][1], sc[1]);
@@ -498,10 +508,7 @@ SIMD_ALWAYS_INLINE void k45_rows4_vnni(const bool five_bit, int64_t n, const uin
             __m512i sc0 = _mm512_permutexvar_epi16(sc_spread[0], sm16), sc1 = _mm512_permutexvar_epi16(sc_spread[1], sm16);
             __m512i planes[4];
             k45_planes(five_bit, row, planes);
-            __m512i d[4];
-            SIMD_UNROLL for (int p = 0; p < 4; p++) d[p] = _mm512_dpbusd_epi32(zero, planes[p], xv[p]);
-            __m512i isum = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(zero, _mm512_packs_epi32(d[0], d[1]), sc0),
-                                               _mm512_packs_epi32(d[2], d[3]), sc1);
+            __m512i isum = packed_planes_dot(zero, planes, xv, sc0, sc1);
             __m512 d_r = _mm512_permutexvar_ps(_mm512_set1_epi32(2 * r), sx);
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), d_r, acc[r]);
         }
@@ -562,12 +569,10 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, const bool vnni, int
                 __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs[c]), 5);
                 __m512i isum = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_inserti64x4(_mm512_setzero_si512(), offset, 0));
 #if defined(SIMD_AVX512_HAS_VNNI)
-                if (vnni) { /* see k45_tile */
-                    __m512i dq[4];
-                    SIMD_UNROLL for (int q = 0; q < 4; q++)
-                        dq[q] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z[q], _mm512_loadu_si512(xb[c]->qs + 64 * q));
-                    isum = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(isum, _mm512_packs_epi32(dq[0], dq[1]), sc[0]),
-                                               _mm512_packs_epi32(dq[2], dq[3]), sc[1]);
+                if (vnni) {
+                    const __m512i xq[4] = {_mm512_loadu_si512(xb[c]->qs), _mm512_loadu_si512(xb[c]->qs + 64),
+                                           _mm512_loadu_si512(xb[c]->qs + 128), _mm512_loadu_si512(xb[c]->qs + 192)};
+                    isum = packed_planes_dot(isum, z, xq, sc[0], sc[1]);
                 } else
 #endif
                     SIMD_UNROLL for (int q = 0; q < 4; q++)
