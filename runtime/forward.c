@@ -24,10 +24,14 @@
 
 /* Each thread streams long contiguous row ranges: the hardware prefetchers lose their stream at
  * every jump, and 16-row tasks interleaved between threads cost a third of the decode speed.
- * A task is at least MIN_TASK_BYTES of weights, and each matrix is cut into about
- * TASKS_PER_THREAD tasks per thread so the atomic task counter still balances the threads. */
-#define MIN_TASK_BYTES (256u << 10)
-#define TASKS_PER_THREAD 2
+ * So a task is at least MIN_TASK_BYTES of weights. The tasks of a pass shrink as it goes
+ * (guided: each takes 1/(TASK_SHARE x threads) of what is left), so the threads' last tasks
+ * are short and end together. With 2 even tasks per thread and matrix, one thread of a decode
+ * pass waited 6.5-9% of the pass for the other's last task; now 1%, plus the rare pass where
+ * the OS took a thread's core away. */
+#define MIN_TASK_BYTES (64u << 10)
+#define TASK_SHARE 2
+#define MATMUL_MAX_TASKS 512 /* per pass, all groups */
 #define MATMUL_MAX_UNITS 4 /* matrices or gated pairs in one pass (see matmul_job) */
 
 /* An input of one or more matmuls: f32 rows, quantized lazily to each partner type once. */
@@ -134,11 +138,11 @@ typedef struct {
     size_t row_bytes;        /* of all its parts: sizes the tasks */
 } matmul_unit;
 
-/* One group's share of one unit's rows, cut into tasks of rows_per_task rows. */
+/* One task: rows [row_begin, row_end) of one unit. */
 typedef struct {
     int unit;
-    int64_t first_task, row_begin, row_end, rows_per_task;
-} matmul_segment;
+    int64_t row_begin, row_end;
+} matmul_range;
 
 /* Up to MATMUL_MAX_UNITS units in one pass of the pool (one barrier): decode runs the dense MLP's
  * and both chosen experts' gate/up in one pass, then their three down projections in another.
@@ -150,8 +154,8 @@ typedef struct {
     int n_parts;
     matmul_unit units[MATMUL_MAX_UNITS];
     int n_units;
-    matmul_segment segments[MATMUL_MAX_UNITS * POOL_MAX_GROUPS]; /* group-major, in task order */
-    int n_segments;
+    matmul_range tasks[MATMUL_MAX_TASKS]; /* group-major, in the order they are claimed */
+    int n_tasks;
 } matmul_job;
 
 /* Rows of a type without kernels: decode each row to f32 and dot it with every token. */
@@ -185,12 +189,9 @@ static void part_rows(const matmul_job *job, const matmul_part *p, int64_t r0, i
 
 static void matmul_task(void *arg, int64_t task, int thread) {
     const matmul_job *job = arg;
-    int i = job->n_segments - 1;
-    while (task < job->segments[i].first_task) i--;
-    const matmul_segment *s = &job->segments[i];
-    const matmul_unit *u = &job->units[s->unit];
-    int64_t r0 = s->row_begin + (task - s->first_task) * s->rows_per_task;
-    int64_t r1 = r0 + s->rows_per_task < s->row_end ? r0 + s->rows_per_task : s->row_end;
+    const matmul_range *range = &job->tasks[task];
+    const matmul_unit *u = &job->units[range->unit];
+    int64_t r0 = range->row_begin, r1 = range->row_end;
     for (int k = 0; k < u->n_parts; k++) part_rows(job, &job->parts[u->first_part + k], r0, r1, thread);
     if (u->n_parts == 2) {
         const matmul_part *gate = &job->parts[u->first_part], *up = gate + 1;
@@ -203,14 +204,38 @@ static void matmul_task(void *arg, int64_t task, int thread) {
     }
 }
 
-/* Task boundaries fall on multiples of ROW_ALIGN (NUMA_ROW_ALIGN): the kernels' 4-row tiles and
- * the fused GELU's 16-wide vectors then cover every row the same way at any thread count. */
-static int64_t rows_per_task(size_t row_bytes, int64_t share_rows, int threads) {
-    int64_t tasks = (int64_t)threads * TASKS_PER_THREAD;
-    int64_t rows = (share_rows + tasks - 1) / tasks;
-    int64_t min_rows = (int64_t)(MIN_TASK_BYTES / (row_bytes ? row_bytes : 1));
-    if (rows < min_rows) rows = min_rows;
-    return (rows + NUMA_ROW_ALIGN - 1) / NUMA_ROW_ALIGN * NUMA_ROW_ALIGN;
+/* One group's share of the units' rows as tasks, appended to job->tasks in claim order: each
+ * task 1/(TASK_SHARE x threads) of the bytes left in the pass, at least min_bytes. Boundaries
+ * fall on multiples of NUMA_ROW_ALIGN: the kernels' 4-row tiles and the fused GELU's 16-wide
+ * vectors then cover every row the same way however the rows are cut. Returns the count. */
+static int64_t plan_group_tasks(matmul_job *job, int group, int threads, int max_tasks) {
+    grok_context *ctx = job->ctx;
+    int64_t begin[MATMUL_MAX_UNITS], end[MATMUL_MAX_UNITS];
+    double left = 0; /* bytes */
+    for (int i = 0; i < job->n_units; i++) {
+        numa_split(job->parts[job->units[i].first_part].w->rows, group, ctx->n_groups, NUMA_ROW_ALIGN, &begin[i],
+                   &end[i]);
+        left += (double)(end[i] - begin[i]) * (double)job->units[i].row_bytes;
+    }
+    /* at most half the task budget at the floor size, the rest for the units' partial ends */
+    double min_bytes = left / (max_tasks / 2 - job->n_units);
+    if (min_bytes < MIN_TASK_BYTES) min_bytes = MIN_TASK_BYTES;
+    int64_t n = 0;
+    for (int i = 0; i < job->n_units; i++) {
+        double row_bytes = job->units[i].row_bytes ? (double)job->units[i].row_bytes : 1;
+        for (int64_t r = begin[i]; r < end[i];) {
+            double want = left / ((double)TASK_SHARE * threads);
+            if (want < min_bytes) want = min_bytes;
+            int64_t rows = ((int64_t)(want / row_bytes) + NUMA_ROW_ALIGN - 1) / NUMA_ROW_ALIGN * NUMA_ROW_ALIGN;
+            if (rows < NUMA_ROW_ALIGN) rows = NUMA_ROW_ALIGN;
+            if (end[i] - r - rows < rows / 2) rows = end[i] - r; /* no sliver left behind */
+            assert(n < max_tasks); /* min_bytes bounds the count */
+            job->tasks[job->n_tasks + n++] = (matmul_range){i, r, r + rows};
+            left -= (double)rows * row_bytes;
+            r += rows;
+        }
+    }
+    return n;
 }
 
 static void matmul_job_init(matmul_job *job, grok_context *ctx) {
@@ -261,23 +286,10 @@ static void matmul_job_run(matmul_job *job) {
         if (p->by_gemm) gemm_prepare(ctx->gemm, p->w->type, a->x, a->n, a->cols, a->id);
         else if (p->kernels) p->x = activation_as(ctx, a, slot, p->kernels->act_type, &p->x_col_bytes);
     }
-    int64_t group_tasks[POOL_MAX_GROUPS], tasks = 0;
+    int64_t group_tasks[POOL_MAX_GROUPS];
     for (int g = 0; g < ctx->n_groups; g++) {
-        int threads = thread_pool_group_size(ctx->pool, g);
-        group_tasks[g] = 0;
-        for (int i = 0; i < job->n_units; i++) {
-            const matmul_unit *u = &job->units[i];
-            matmul_segment *s = &job->segments[job->n_segments];
-            s->unit = i;
-            numa_split(job->parts[u->first_part].w->rows, g, ctx->n_groups, NUMA_ROW_ALIGN, &s->row_begin, &s->row_end);
-            if (s->row_end == s->row_begin) continue;
-            s->rows_per_task = rows_per_task(u->row_bytes, s->row_end - s->row_begin, threads);
-            s->first_task = tasks;
-            int64_t n = (s->row_end - s->row_begin + s->rows_per_task - 1) / s->rows_per_task;
-            tasks += n;
-            group_tasks[g] += n;
-            job->n_segments++;
-        }
+        group_tasks[g] = plan_group_tasks(job, g, thread_pool_group_size(ctx->pool, g), MATMUL_MAX_TASKS / ctx->n_groups);
+        job->n_tasks += (int)group_tasks[g];
     }
     thread_pool_run_groups(ctx->pool, matmul_task, job, group_tasks);
 }
