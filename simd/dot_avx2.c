@@ -670,8 +670,8 @@ SIMD_ALWAYS_INLINE void float_tile(const int R, const int C, const float_kind ki
     TILE_END
 }
 /* The matmul's row x up to 8 columns (FLOAT_DRIVERS): each 8 weights converted once for all the
- * columns, the next row's same bytes prefetched (attention's transposed V rows are short strided
- * runs), the columns' sums reduced together. */
+ * columns, the same bytes FLOAT_PREFETCH_ROWS rows on prefetched (attention's rows are short),
+ * the columns' sums reduced together. */
 SIMD_ALWAYS_INLINE void float_row_columns(const int C, const float_kind kind, int64_t n, const uint8_t *w, size_t wrb,
                                           const uint8_t *x, size_t xcb, float *y, size_t ys) {
     __m256 acc[8];
@@ -679,7 +679,7 @@ SIMD_ALWAYS_INLINE void float_row_columns(const int C, const float_kind kind, in
     const size_t wsize = kind == W_F32 ? 4 : 2;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        simd_prefetch_lines(w + wrb + (size_t)i * wsize, 1);
+        simd_prefetch_lines(w + FLOAT_PREFETCH_ROWS * wrb + (size_t)i * wsize, 1);
         __m256 wv = load_w8(kind, w + (size_t)i * wsize);
         COL_UNROLL for (int c = 0; c < C; c++)
             acc[c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps((const float *)(x + c * xcb) + i), acc[c]);

@@ -31,6 +31,9 @@ SIMD_ALWAYS_INLINE void simd_prefetch_lines(const void *p, int lines) {
     for (int i = 0; i < lines; i++) __builtin_prefetch((const char *)p + 64 * i, 0, 2);
 }
 
+/* The float matmuls' rows (attention's keys and values) are short: prefetched this many on. */
+#define FLOAT_PREFETCH_ROWS 4
+
 /* ---- the tables, one getter per ISA file; NULL when that ISA is not built here ------------ */
 const simd_kernels *simd_table_scalar(void);
 const simd_kernels *simd_table_avx2(void);
