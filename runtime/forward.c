@@ -305,6 +305,8 @@ static void matmul(grok_context *ctx, const weight_matrix *w, const uint8_t *dat
 
 /* Keys per attention segment (see attention below); the caches hold whole segments. */
 #define ATTN_SEGMENT 256
+/* Keys per transposed K tile (see kv_head_bytes); a segment holds whole tiles. */
+#define ATTN_KEY_TILE 32
 
 static uint32_t kv_simd_type(kv_cache_type t) {
     return t == KV_F32 ? SIMD_TYPE_F32 : t == KV_BF16 ? SIMD_TYPE_BF16 : SIMD_TYPE_F16;
@@ -322,10 +324,11 @@ static size_t kv_dim(const grok_context *ctx) {
     return (size_t)ctx->model->hp.n_head_kv * ctx->model->hp.head_dim;
 }
 
-/* The slab of one (layer, kv head), n_ctx rounded up to whole segments. K: one row of head_dim
- * per position. V: transposed within each segment (head_dim rows of ATTN_SEGMENT positions), so
- * that a segment's values are one contiguous run, read front to back like its keys, and the
- * cache fills its pages in order as the context grows. */
+/* The slab of one (layer, kv head), n_ctx rounded up to whole segments. V: one row of head_dim
+ * per position. K: transposed within tiles of ATTN_KEY_TILE positions (head_dim rows of 32), so
+ * a tile's scores are x times W with the queries as x (simd_xw_fn: no horizontal sums), and the
+ * outputs the same with the probabilities as x and V as W. Both read their tiles front to back,
+ * and the cache fills its pages in order as the context grows. */
 static size_t kv_head_bytes(const grok_context *ctx) {
     return (size_t)ctx->attn_max_segments * ATTN_SEGMENT * ctx->model->hp.head_dim * ctx->kv_elem;
 }
@@ -335,21 +338,22 @@ static uint8_t *k_head(const grok_context *ctx, uint32_t layer, uint32_t head) {
 static uint8_t *v_head(const grok_context *ctx, uint32_t layer, uint32_t head) {
     return ctx->v_cache + ((size_t)layer * ctx->model->hp.n_head_kv + head) * kv_head_bytes(ctx);
 }
-/* The segment holding position pos within a V slab: head_dim rows of ATTN_SEGMENT. */
-static size_t v_segment_offset(const grok_context *ctx, uint32_t pos) {
-    return (size_t)(pos / ATTN_SEGMENT) * ctx->model->hp.head_dim * ATTN_SEGMENT * ctx->kv_elem;
+/* Position pos's first element within a K slab (its element j is j * ATTN_KEY_TILE on). */
+static size_t k_tile_offset(const grok_context *ctx, uint32_t pos) {
+    return ((size_t)(pos / ATTN_KEY_TILE) * ctx->model->hp.head_dim * ATTN_KEY_TILE + pos % ATTN_KEY_TILE) *
+           ctx->kv_elem;
 }
 
 static void kv_store(grok_context *ctx, uint32_t layer, uint32_t pos, const float *k, const float *v) {
     uint32_t hd = ctx->model->hp.head_dim;
     size_t e = ctx->kv_elem;
     for (uint32_t head = 0; head < ctx->model->hp.n_head_kv; head++) {
-        uint8_t *kr = k_head(ctx, layer, head) + (size_t)pos * hd * e;
-        uint8_t *vt = v_head(ctx, layer, head) + v_segment_offset(ctx, pos) + (size_t)(pos % ATTN_SEGMENT) * e;
+        uint8_t *kt = k_head(ctx, layer, head) + k_tile_offset(ctx, pos);
+        uint8_t *vr = v_head(ctx, layer, head) + (size_t)pos * hd * e;
         const float *kh = k + (size_t)head * hd, *vh = v + (size_t)head * hd;
         for (uint32_t j = 0; j < hd; j++) {
-            kv_put(ctx, kr + j * e, kh[j]);
-            kv_put(ctx, vt + (size_t)j * ATTN_SEGMENT * e, vh[j]);
+            kv_put(ctx, kt + (size_t)j * ATTN_KEY_TILE * e, kh[j]);
+            kv_put(ctx, vr + j * e, vh[j]);
         }
     }
 }
@@ -453,9 +457,13 @@ static void attn_segment(const attn_block *b, uint32_t k0, uint32_t k1, const at
     const grok_context *ctx = b->ctx;
     size_t hd = ctx->model->hp.head_dim, e = ctx->kv_elem;
     uint32_t len = k1 - k0;
-    /* s[r][j] = q_r . key_(k0 + j): the cached keys are rows of a matrix in the cache's type */
-    b->cache->matmul((int64_t)hd, len, b->keys + (size_t)k0 * hd * e, hd * e, b->rows, b->q, hd * sizeof(float), s,
-                     ATTN_SEGMENT);
+    /* s[r][j] = q_r . key_(k0 + j), a tile of keys at a time: each tile (head_dim rows of
+     * ATTN_KEY_TILE positions) is W in x times W, the queries x. k0 is a segment's first key. */
+    for (uint32_t t0 = k0; t0 < k1; t0 += ATTN_KEY_TILE) {
+        uint32_t n = k1 - t0 < ATTN_KEY_TILE ? k1 - t0 : ATTN_KEY_TILE;
+        b->cache->xw((int64_t)hd, n, b->keys + k_tile_offset(ctx, t0), ATTN_KEY_TILE * e, b->rows, b->q, hd,
+                     s + (t0 - k0), ATTN_SEGMENT);
+    }
     for (uint32_t r = 0; r < b->rows; r++) {
         uint32_t pos = b->first_pos + r / b->group;
         float *sr = s + (size_t)r * ATTN_SEGMENT;
@@ -464,11 +472,8 @@ static void attn_segment(const attn_block *b, uint32_t k0, uint32_t k1, const at
         part->sum[r] = (float)ctx->kernels->exp_sum(sr, seen, b->post_scale[r / b->group], &part->max[r]);
         memset(sr + seen, 0, (len - seen) * sizeof(float)); /* later tokens' keys weigh 0 */
     }
-    /* out[r] = sum_j s[r][j] value_(k0 + j): the segment's values are stored transposed (row d:
-     * dimension d over its positions), so this is the same matmul with the positions as the
-     * inner index. k0 is a segment's first key. */
-    b->cache->matmul(len, (int64_t)hd, b->values + v_segment_offset(ctx, k0), ATTN_SEGMENT * e, b->rows, s,
-                     ATTN_SEGMENT * sizeof(float), part->out, hd);
+    /* out[r] = sum_j s[r][j] value_(k0 + j): x times W, the weights x, the values' rows W */
+    b->cache->xw(len, (int64_t)hd, b->values + (size_t)k0 * hd * e, hd * e, b->rows, s, ATTN_SEGMENT, part->out, hd);
 }
 
 /* out[t][head] = total's output / sum for each row, in the layout of ctx->attn. */
@@ -999,8 +1004,8 @@ int grok_context_new(grok_context **out, const grok_model *m, const grok_context
     ctx->thread_row = malloc((size_t)threads * ctx->row_width * sizeof(float));
     size_t group = hp->n_head / hp->n_head_kv, rows = group * (group < ATTN_QUERY_ROWS ? ATTN_QUERY_ROWS / group : 1);
     ctx->attn_block_rows = (uint32_t)rows;
-    /* each thread's queries and scores on 64-byte lines: the kernels' 64-byte loads of them
-     * split across two lines otherwise (decode attention measured 25% slower from L2) */
+    /* each thread's queries and scores on their own 64-byte lines: no line shared by two
+     * threads, no 64-byte store of scores split across two lines */
     size_t scratch = rows * (hp->head_dim + ATTN_SEGMENT) + 2 * attn_state_floats(rows, hp->head_dim);
     ctx->attn_scratch_floats = (scratch + 15) / 16 * 16;
     ctx->thread_attn = aligned_alloc(64, (size_t)threads * ctx->attn_scratch_floats * sizeof(float));

@@ -670,8 +670,7 @@ SIMD_ALWAYS_INLINE void float_tile(const int R, const int C, const float_kind ki
     TILE_END
 }
 /* The matmul's row x up to 8 columns (FLOAT_DRIVERS): each 8 weights converted once for all the
- * columns, the same bytes FLOAT_PREFETCH_ROWS rows on prefetched (attention's rows are short),
- * the columns' sums reduced together. */
+ * columns, the next row's same bytes prefetched, the columns' sums reduced together. */
 SIMD_ALWAYS_INLINE void float_row_columns(const int C, const float_kind kind, int64_t n, const uint8_t *w, size_t wrb,
                                           const uint8_t *x, size_t xcb, float *y, size_t ys) {
     __m256 acc[8];
@@ -679,7 +678,7 @@ SIMD_ALWAYS_INLINE void float_row_columns(const int C, const float_kind kind, in
     const size_t wsize = kind == W_F32 ? 4 : 2;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        simd_prefetch_lines(w + FLOAT_PREFETCH_ROWS * wrb + (size_t)i * wsize, 1);
+        simd_prefetch_lines(w + wrb + (size_t)i * wsize, 1);
         __m256 wv = load_w8(kind, w + (size_t)i * wsize);
         COL_UNROLL for (int c = 0; c < C; c++)
             acc[c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps((const float *)(x + c * xcb) + i), acc[c]);
@@ -713,6 +712,43 @@ KQ_DRIVERS(q6_k, q6_k_tile, KQ_Q6_K)
 FLOAT_DRIVERS(f32, f32_tile, W_F32)
 FLOAT_DRIVERS(f16, f16_tile, W_F16)
 FLOAT_DRIVERS(bf16, bf16_tile, W_BF16)
+
+/* ---- x times W (simd_xw_fn) ----------------------------------------------------------------------- */
+
+/* M rows of x (M <= XW_ROWS) times 8 columns of W (the first `cols` of them: the rest of a row
+ * is read through a zero-padded copy): each W vector converted once for the M rows, each x
+ * element broadcast, M sums in registers, no horizontal sum. */
+SIMD_ALWAYS_INLINE void xw_tile(const int M, const float_kind kind, int64_t k, const uint8_t *w, size_t wrb,
+                                const float *x, size_t xs, float *y, size_t ys, int cols) {
+    __m256 acc[XW_ROWS];
+    XW_UNROLL for (int r = 0; r < M; r++) acc[r] = _mm256_setzero_ps();
+    const size_t wsize = kind == W_F32 ? 4 : 2;
+    for (int64_t i = 0; i < k; i++) {
+        const uint8_t *wi = w + (size_t)i * wrb;
+        simd_prefetch_lines(wi + XW_PREFETCH_ROWS * wrb, 1);
+        __m256 wv;
+        if (cols == 8) {
+            wv = load_w8(kind, wi);
+        } else {
+            uint8_t pad[32] = {0};
+            memcpy(pad, wi, (size_t)cols * wsize);
+            wv = load_w8(kind, pad);
+        }
+        XW_UNROLL for (int r = 0; r < M; r++)
+            acc[r] = _mm256_fmadd_ps(wv, _mm256_set1_ps(x[(size_t)r * xs + i]), acc[r]);
+    }
+    XW_UNROLL for (int r = 0; r < M; r++) {
+        if (cols == 8) {
+            _mm256_storeu_ps(y + (size_t)r * ys, acc[r]);
+        } else {
+            float out[8];
+            _mm256_storeu_ps(out, acc[r]);
+            memcpy(y + (size_t)r * ys, out, (size_t)cols * sizeof(float));
+        }
+    }
+}
+
+SIMD_DEFINE_XW(8)
 
 /* ---- the peak int8 rate (bench): each accumulator feeds its own next step ----------------------- */
 

@@ -857,9 +857,7 @@ SIMD_ALWAYS_INLINE void float_row_columns(const int C, const float_kind kind, in
     const size_t wsize = kind == W_F32 ? 4 : 2;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        /* the same bytes 4 rows on: rows here are short (attention's keys: 256 bytes), one row
-         * ahead is too close to hide the latency (decode attention 20% slower at depth 2048) */
-        simd_prefetch_lines(w + FLOAT_PREFETCH_ROWS * wrb + (size_t)i * wsize, 1);
+        simd_prefetch_lines(w + wrb + (size_t)i * wsize, 1); /* the next row's same bytes */
         __m512 wv = load_w16(kind, w + (size_t)i * wsize);
         COL_UNROLL for (int c = 0; c < C; c++)
             acc[c] = _mm512_fmadd_ps(wv, _mm512_loadu_ps((const float *)(x + c * xcb) + i), acc[c]);
@@ -880,6 +878,54 @@ SIMD_ALWAYS_INLINE void float_row_columns(const int C, const float_kind kind, in
     for (int c = 0; c < C; c++) y[c * ys] = v[c];
 }
 
+
+/* ---- x times W (simd_xw_fn) ----------------------------------------------------------------------- */
+
+/* M rows of x (M <= XW_ROWS) times V vectors of 16 columns of W (the first `cols` of them: a
+ * partial tile is read through a zero-padded copy and written through a buffer, no masked
+ * loads, which SIMDe 0.7.4 lacks): each W vector converted once for the M rows, each x element
+ * broadcast, M x V sums in registers, no horizontal sum. */
+SIMD_ALWAYS_INLINE void xw_tile_v(const int M, const int V, const float_kind kind, int64_t k, const uint8_t *w,
+                                  size_t wrb, const float *x, size_t xs, float *y, size_t ys, int cols) {
+    __m512 acc[XW_ROWS][2];
+    XW_UNROLL for (int r = 0; r < M; r++)
+        SIMD_UNROLL for (int v = 0; v < V; v++) acc[r][v] = _mm512_setzero_ps();
+    const size_t wsize = kind == W_F32 ? 4 : 2;
+    const bool whole = cols == 16 * V;
+    for (int64_t i = 0; i < k; i++) {
+        const uint8_t *wi = w + (size_t)i * wrb;
+        simd_prefetch_lines(wi + XW_PREFETCH_ROWS * wrb, 1);
+        uint8_t pad[32 * 4];
+        if (!whole) {
+            memset(pad, 0, sizeof pad);
+            memcpy(pad, wi, (size_t)cols * wsize);
+            wi = pad;
+        }
+        __m512 wv[2];
+        SIMD_UNROLL for (int v = 0; v < V; v++) wv[v] = load_w16(kind, wi + 16 * v * wsize);
+        XW_UNROLL for (int r = 0; r < M; r++) {
+            __m512 xr = _mm512_set1_ps(x[(size_t)r * xs + i]);
+            SIMD_UNROLL for (int v = 0; v < V; v++) acc[r][v] = _mm512_fmadd_ps(wv[v], xr, acc[r][v]);
+        }
+    }
+    XW_UNROLL for (int r = 0; r < M; r++) {
+        if (whole) {
+            SIMD_UNROLL for (int v = 0; v < V; v++) _mm512_storeu_ps(y + (size_t)r * ys + 16 * v, acc[r][v]);
+        } else {
+            float out[32];
+            SIMD_UNROLL for (int v = 0; v < V; v++) _mm512_storeu_ps(out + 16 * v, acc[r][v]);
+            memcpy(y + (size_t)r * ys, out, (size_t)cols * sizeof(float));
+        }
+    }
+}
+
+/* up to 32 columns: one or two vectors */
+SIMD_ALWAYS_INLINE void xw_tile(const int M, const float_kind kind, int64_t k, const uint8_t *w, size_t wrb,
+                                const float *x, size_t xs, float *y, size_t ys, int cols) {
+    if (cols > 16) xw_tile_v(M, 2, kind, k, w, wrb, x, xs, y, ys, cols);
+    else xw_tile_v(M, 1, kind, k, w, wrb, x, xs, y, ys, cols);
+}
+SIMD_DEFINE_XW(32)
 
 /* ---- drivers and the two tables -------------------------------------------------------------------- */
 

@@ -298,6 +298,41 @@ SIMD_DEFINE_DRIVERS(f32, f32_tile)
 SIMD_DEFINE_DRIVERS(f16, f16_tile)
 SIMD_DEFINE_DRIVERS(bf16, bf16_tile)
 
+/* ---- x times W (simd_xw_fn) ----------------------------------------------------------------------- */
+
+/* M rows of x (M <= XW_ROWS) times 8 columns of W in two registers (the first `cols`: the rest
+ * of a row is read through a zero-padded copy): each W vector converted once for the M rows,
+ * FMLA by each x element, M x 2 sums in registers, no horizontal sum. */
+SIMD_ALWAYS_INLINE void xw_tile(const int M, const float_kind kind, int64_t k, const uint8_t *w, size_t wrb,
+                                const float *x, size_t xs, float *y, size_t ys, int cols) {
+    float32x4_t acc[XW_ROWS][2];
+    XW_UNROLL for (int r = 0; r < M; r++) acc[r][0] = acc[r][1] = vdupq_n_f32(0);
+    const size_t wsize = kind == W_F32 ? 4 : 2;
+    for (int64_t i = 0; i < k; i++) {
+        const uint8_t *wi = w + (size_t)i * wrb;
+        simd_prefetch_lines(wi + XW_PREFETCH_ROWS * wrb, 1);
+        uint8_t pad[32] = {0};
+        if (cols < 8) {
+            memcpy(pad, wi, (size_t)cols * wsize);
+            wi = pad;
+        }
+        float32x4_t w0 = load_w4(kind, wi), w1 = load_w4(kind, wi + 4 * wsize);
+        XW_UNROLL for (int r = 0; r < M; r++) {
+            float xv = x[(size_t)r * xs + i];
+            acc[r][0] = vfmaq_n_f32(acc[r][0], w0, xv);
+            acc[r][1] = vfmaq_n_f32(acc[r][1], w1, xv);
+        }
+    }
+    XW_UNROLL for (int r = 0; r < M; r++) {
+        float out[8];
+        vst1q_f32(out, acc[r][0]);
+        vst1q_f32(out + 4, acc[r][1]);
+        memcpy(y + (size_t)r * ys, out, (size_t)cols * sizeof(float));
+    }
+}
+
+SIMD_DEFINE_XW(8)
+
 /* ---- the peak int8 rate (bench): each accumulator feeds its own next step ----------------------- */
 
 static uint64_t int8_peak_neon(uint64_t iterations) {

@@ -227,6 +227,25 @@ SCALAR_DRIVERS(f32)
 SCALAR_DRIVERS(f16)
 SCALAR_DRIVERS(bf16)
 
+/* x times W: each sum one fmaf per i, in order (the SIMD kernels' lanes do the same steps). */
+#define FLOAT_XW(NAME, T, DECODE)                                                                            \
+    static void NAME##_xw(int64_t k, int64_t n, const void *w, size_t wrb, int64_t m, const float *x, size_t xs, \
+                          float *y, size_t ys) {                                                              \
+        for (int64_t r = 0; r < m; r++)                                                                       \
+            for (int64_t j = 0; j < n; j++) {                                                                 \
+                float acc = 0;                                                                                \
+                for (int64_t i = 0; i < k; i++) {                                                             \
+                    T v;                                                                                      \
+                    memcpy(&v, (const uint8_t *)w + (size_t)i * wrb + (size_t)j * sizeof v, sizeof v);        \
+                    acc = fmaf(x[(size_t)r * xs + i], DECODE(v), acc);                                        \
+                }                                                                                             \
+                y[(size_t)r * ys + j] = acc;                                                                  \
+            }                                                                                                 \
+    }
+FLOAT_XW(f32, float, AS_IS)
+FLOAT_XW(f16, g2_half, g2_half_to_f32)
+FLOAT_XW(bf16, uint16_t, g2_bf16_to_f32)
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 /* ---- the peak int8 rate (bench): one multiply-add of int8 values per step and accumulator ------ */
@@ -261,9 +280,9 @@ static const simd_kernels table = {
             [SIMD_TYPE_Q4_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, quantize_q8_k, q4_k),
             [SIMD_TYPE_Q5_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, quantize_q8_k, q5_k),
             [SIMD_TYPE_Q6_K] = SIMD_TYPE_ROW(SIMD_TYPE_Q8_K, QK_K, quantize_q8_k, q6_k),
-            [SIMD_TYPE_F32] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f32),
-            [SIMD_TYPE_F16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, f16),
-            [SIMD_TYPE_BF16] = SIMD_TYPE_ROW(SIMD_TYPE_F32, 1, simd_copy_f32, bf16),
+            [SIMD_TYPE_F32] = SIMD_FLOAT_TYPE_ROW(f32),
+            [SIMD_TYPE_F16] = SIMD_FLOAT_TYPE_ROW(f16),
+            [SIMD_TYPE_BF16] = SIMD_FLOAT_TYPE_ROW(bf16),
         },
     SIMD_VECMATH_ROW(scalar),
     .int8_peak = int8_peak_scalar,

@@ -183,6 +183,14 @@ typedef void (*simd_matvec_fn)(int64_t n, int64_t nrows, const void *w, size_t w
 typedef void (*simd_matmul_fn)(int64_t n, int64_t nrows, const void *w, size_t w_row_bytes, int64_t ncols,
                                const void *x, size_t x_col_bytes, float *y, size_t y_col_stride);
 
+/* x times W, for float W only: y[r * y_stride + j] = sum over i < k of x[r * x_stride + i] * W[i][j],
+ * for r < m, j < n; W's row i (n weights) starts at (char *)w + i * w_row_bytes. Each sum is
+ * one multiply-add per i, in order of i, starting from zero: every ISA gives the bits of the
+ * scalar reference (tests check), whatever m and n. Attention's scores (W: keys stored
+ * transposed) and outputs (W: values), with no horizontal sums. */
+typedef void (*simd_xw_fn)(int64_t k, int64_t n, const void *w, size_t w_row_bytes, int64_t m, const float *x,
+                           size_t x_stride, float *y, size_t y_stride);
+
 /* One weight type's kernels on one ISA. */
 typedef struct {
     uint32_t act_type;         /* SIMD_TYPE_Q8_0, SIMD_TYPE_Q8_K or SIMD_TYPE_F32 */
@@ -190,6 +198,7 @@ typedef struct {
     simd_quantize_fn quantize; /* f32 -> act_type (for F32: a copy; x may also be passed as is) */
     simd_matvec_fn matvec;     /* 4 rows per pass over the activation, then the remainder */
     simd_matmul_fn matmul;     /* up to 8 columns per pass over the weights (see above) */
+    simd_xw_fn xw;             /* F32, F16, BF16 only (NULL for the others): see above */
 } simd_type_kernels;
 
 /* Vector math over n floats; y may equal x. */

@@ -60,6 +60,7 @@ ON_EVERY_ISA(simd_vecmath, gelu_within_stated_error_of_libm_on_every_isa, "gelu"
 ON_EVERY_ISA(simd_vecmath, softmax_within_stated_error_of_libm_on_every_isa, "softmax")
 ON_EVERY_ISA(simd_vecmath, exp_sum_within_stated_error_of_libm_on_every_isa, "exp_sum")
 ON_EVERY_ISA(simd_vecmath, rmsnorm_within_stated_error_of_libm_on_every_isa, "rmsnorm")
+ON_EVERY_ISA(simd_dot, xw_gives_the_references_bits_on_every_isa, "xw")
 
 /* ---- the reference and the oracle, tied to quant/ --------------------------------------------- */
 

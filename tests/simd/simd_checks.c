@@ -555,6 +555,8 @@ static void check_table(const simd_kernels *k, check_log *log) {
         if (!t || !rt) continue;
         CHECK(log, t->act_type == rt->act_type && t->block == rt->block && t->quantize && t->matmul,
               "%s: type %u's entry differs from the reference", k->name, id);
+        CHECK(log, (t->xw != NULL) == (t->act_type == SIMD_TYPE_F32), "%s: type %u: xw for the float types only",
+              k->name, id);
     }
     /* the bench's peak loop: present, and its op count is linear in the steps, 2 ops per
      * multiply-add of 12 accumulators of a whole number of int8 lanes */
@@ -766,6 +768,73 @@ static void check_rmsnorm(const simd_kernels *k, check_log *log) {
     }
 }
 
+/* ---- x times W (attention's scores and outputs) -------------------------------------------------- */
+
+/* Every ISA's xw gives the scalar reference's bits (each sum: one multiply-add per i, in
+ * order), writes only y's m x n entries, and the reference is within the bound of a sequential
+ * sum of fused multiply-adds of the exact result: (k + 1) 2^-24 sum |x w|. */
+static void check_xw_type(const simd_kernels *k, check_log *log, uint32_t type) {
+    const simd_kernels *ref = simd_kernels_scalar();
+    const simd_type_kernels *t = simd_type_kernels_get(k, type), *rt = simd_type_kernels_get(ref, type);
+    CHECK(log, t && t->xw && rt && rt->xw, "%s: type %u has no xw", k->name, type);
+    if (!t || !t->xw || !rt || !rt->xw) return;
+    const size_t wsize = info_of(type)->bytes;
+    static const int64_t ms[] = {1, 3, 8, 9, 17}, ks[] = {1, 7, 128, 256}, ns[] = {1, 5, 16, 17, 31, 32, 33, 128, 256};
+    check_rng rng = {0x9e3779b97f4a7c15ULL ^ type};
+    for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
+        for (size_t b = 0; b < sizeof ks / sizeof ks[0]; b++)
+            for (size_t c = 0; c < sizeof ns / sizeof ns[0]; c++) {
+                int64_t m = ms[a], kk = ks[b], n = ns[c];
+                size_t wrb = (size_t)n * wsize + (c % 2 ? 64 : 0), xs = (size_t)kk + 3, ys = (size_t)n + 5;
+                uint8_t *w = xmalloc((size_t)kk * wrb);
+                float *x = xmalloc((size_t)m * xs * sizeof(float)), *wf = xmalloc((size_t)kk * n * sizeof(float));
+                float *got = xmalloc((size_t)m * ys * sizeof(float)), *want = xmalloc((size_t)m * ys * sizeof(float));
+                memset(w, 0xff, (size_t)kk * wrb); /* the gaps: NaN halves, never read */
+                for (int64_t i = 0; i < kk; i++)
+                    for (int64_t j = 0; j < n; j++) {
+                        float v = (float)check_gauss(&rng);
+                        uint8_t *p = w + (size_t)i * wrb + (size_t)j * wsize;
+                        if (type == SIMD_TYPE_F32) memcpy(p, &v, 4);
+                        else if (type == SIMD_TYPE_F16) { g2_half h = g2_f32_to_half(v); memcpy(p, &h, 2); v = g2_half_to_f32(h); }
+                        else { uint16_t h = g2_f32_to_bf16(v); memcpy(p, &h, 2); v = g2_bf16_to_f32(h); }
+                        wf[i * n + j] = v;
+                    }
+                for (size_t i = 0; i < (size_t)m * xs; i++) x[i] = (float)check_gauss(&rng);
+                for (size_t i = 0; i < (size_t)m * ys; i++) got[i] = want[i] = -7.0f; /* the gaps stay */
+                t->xw(kk, n, w, wrb, m, x, xs, got, ys);
+                rt->xw(kk, n, w, wrb, m, x, xs, want, ys);
+                long mismatches = 0;
+                for (size_t i = 0; i < (size_t)m * ys; i++) mismatches += memcmp(&got[i], &want[i], 4) != 0;
+                CHECK(log, mismatches == 0, "%s xw type %u m %lld k %lld n %lld: %ld of %lld values differ from the reference",
+                      k->name, type, (long long)m, (long long)kk, (long long)n, mismatches, (long long)(m * (int64_t)ys));
+                for (int64_t r = 0; r < m; r++)
+                    for (int64_t j = (int64_t)n; j < (int64_t)ys; j++)
+                        CHECK(log, want[r * ys + j] == -7.0f, "%s xw type %u wrote past column n", k->name, type);
+                if (k == ref)
+                    for (int64_t r = 0; r < m; r++)
+                        for (int64_t j = 0; j < n; j++) {
+                            double exact = 0, abs_sum = 0;
+                            for (int64_t i = 0; i < kk; i++) {
+                                exact += (double)x[r * xs + i] * wf[i * n + j];
+                                abs_sum += fabs((double)x[r * xs + i] * wf[i * n + j]);
+                            }
+                            check_error(log, fabs(want[r * ys + j] - exact), (double)(kk + 1) * 0x1p-24 * abs_sum,
+                                        "scalar xw type %u m %lld k %lld n %lld at (%lld, %lld)", type, (long long)m,
+                                        (long long)kk, (long long)n, (long long)r, (long long)j);
+                        }
+                free(w);
+                free(x);
+                free(wf);
+                free(got);
+                free(want);
+            }
+}
+static void check_xw(const simd_kernels *k, check_log *log) {
+    check_xw_type(k, log, SIMD_TYPE_F32);
+    check_xw_type(k, log, SIMD_TYPE_F16);
+    check_xw_type(k, log, SIMD_TYPE_BF16);
+}
+
 /* ---- the list ----------------------------------------------------------------------------------------- */
 
 const simd_check simd_checks[] = {
@@ -788,6 +857,7 @@ const simd_check simd_checks[] = {
     {"softmax", check_softmax},
     {"exp_sum", check_exp_sum},
     {"rmsnorm", check_rmsnorm},
+    {"xw", check_xw},
     {NULL, NULL},
 };
 
