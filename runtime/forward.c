@@ -238,9 +238,11 @@ static int64_t plan_group_tasks(matmul_job *job, int group, int threads, int max
     return n;
 }
 
+/* The counts only: every part, unit and task is written whole before it is read, and the
+ * task table (12 KB) would otherwise be cleared for every pass of every token. */
 static void matmul_job_init(matmul_job *job, grok_context *ctx) {
-    memset(job, 0, sizeof *job);
     job->ctx = ctx;
+    job->n_parts = job->n_units = job->n_tasks = 0;
 }
 
 static matmul_part *job_part(matmul_job *job, const activation *a, const weight_matrix *w, const uint8_t *data,
