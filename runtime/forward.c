@@ -218,6 +218,7 @@ static int64_t plan_group_tasks(matmul_job *job, int group, int threads, int max
         left += (double)(end[i] - begin[i]) * (double)job->units[i].row_bytes;
     }
     /* at most half the task budget at the floor size, the rest for the units' partial ends */
+    assert(max_tasks / 2 > job->n_units);
     double min_bytes = left / (max_tasks / 2 - job->n_units);
     if (min_bytes < MIN_TASK_BYTES) min_bytes = MIN_TASK_BYTES;
     int64_t n = 0;
@@ -309,6 +310,7 @@ static void matmul(grok_context *ctx, const weight_matrix *w, const uint8_t *dat
 #define ATTN_SEGMENT 256
 /* Keys per transposed K tile (see kv_head_bytes); a segment holds whole tiles. */
 #define ATTN_KEY_TILE 32
+_Static_assert(ATTN_SEGMENT % ATTN_KEY_TILE == 0, "attn_segment starts its tiles at a segment's first key");
 
 static uint32_t kv_simd_type(kv_cache_type t) {
     return t == KV_F32 ? SIMD_TYPE_F32 : t == KV_BF16 ? SIMD_TYPE_BF16 : SIMD_TYPE_F16;

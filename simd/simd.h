@@ -144,6 +144,8 @@ static inline uint16_t g2_f32_to_bf16(float f) {
  *     their summation round. |y - exact| <= (n/16 + 16) * 2^-23 * A, A = sum over elements of
  *     |weight magnitude| * |activation|, the bound of any summation order of those terms.
  *   - float dots (F32/F16/BF16 weights): |y - exact| <= (n/8 + 16) * 2^-23 * sum |w_i x_i|.
+ *   - x times W (simd_xw_fn): every ISA bit-identical to the scalar reference, which is within
+ *     (k + 1) * 2^-24 * sum |x_i w_ij| of the exact sum (one fmaf per term, in order).
  *   - vector math: see SIMD_*_MAX_* below.
  * The kernels are single-threaded and reentrant; callers split rows over threads. */
 
