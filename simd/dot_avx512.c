@@ -68,7 +68,11 @@ static inline __m512 scales2(float a, float b) { return simd_join256_ps(_mm256_s
  * one 64-byte load and a word permute (VPERMW) that spreads each d over its block's lanes.
  * The per-lane integer sums are exact; one conversion and one FMA per group and row. */
 
-#define GROUPS_MV 64 /* groups prepared at once by matvec: 8192 weights, 28 KB of stack */
+/* Groups prepared at once by matvec: 32768 weights (Grok-2's widest rows, the dense down
+ * projection), 112 KB of stack. A row longer than a pass is read in pieces a whole pass of the
+ * rows apart: with 64 groups (8192 weights) rows of 16384-32768 streamed at 0.72-0.85 of the
+ * read bandwidth (q4_0, q8_0), in one pass at 1.0 (`grok2 bench --kernels --cols 16384`). */
+#define GROUPS_MV 256
 #define GROUPS_MM 8  /* by matmul, per column (BLOCK32_COLS at a time): 1024 weights, 28 KB */
 /* Columns per pass over a row's groups in matmul: a group is decoded once for 8 columns. */
 #define BLOCK32_COLS 8

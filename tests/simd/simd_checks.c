@@ -487,11 +487,11 @@ static void check_dot_type(const simd_kernels *k, check_log *log, uint32_t type)
     dot_case dc = {.t = info_of(type), .act_type = tk->act_type};
     int64_t b = dc.t->block;
     /* one block, a few (odd, for kernels that pair blocks), many; for the 32-blocks also more
-     * than the kernels lay out at once (256 blocks per matvec pass, 64 per matmul pass; 8
+     * than the kernels lay out at once (1024 blocks per matvec pass, 64 per matmul pass; 8
      * super-blocks for the K-quants' matmul), so the passes that add to y run; float rows with
      * tails; last, 6 blocks: kernels that take blocks in fours end on a group of 2 (1, 3, 33 and
-     * 301 end on 1 or 3) */
-    int64_t shapes[5] = {b, 3 * b, 33 * b, 301 * b, 6 * b};
+     * 1029 end on 1) */
+    int64_t shapes[5] = {b, 3 * b, 33 * b, 1029 * b, 6 * b};
     if (b == 256) shapes[2] = 5 * b, shapes[3] = 17 * b, shapes[4] = 2 * b; /* 17: past the 8 or 16 super-blocks laid out at once */
     if (b == 1) shapes[0] = 1, shapes[1] = 15, shapes[2] = 33, shapes[3] = 517, shapes[4] = 6;
     check_rng rng = {0x1234567ULL + type};
