@@ -258,15 +258,22 @@ int bench_kernels(int argc, char **argv) {
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        long *number = NULL;
         if (strcmp(a, "--kernels") == 0) continue;
         if (strcmp(a, "--json") == 0) json = true;
-        else if (strcmp(a, "--mb") == 0 && i + 1 < argc) mb = atol(argv[++i]);
-        else if (strcmp(a, "--threads") == 0 && i + 1 < argc) threads = atol(argv[++i]);
-        else if (strcmp(a, "--reps") == 0 && i + 1 < argc) reps = atol(argv[++i]);
-        else if (strcmp(a, "--batch") == 0 && i + 1 < argc) batch = atol(argv[++i]);
-        else if (strcmp(a, "--cols") == 0 && i + 1 < argc) cols = atol(argv[++i]);
-        else if (strcmp(a, "--rows-per-call") == 0 && i + 1 < argc) rows_per_call = atol(argv[++i]);
         else if (strcmp(a, "--isa") == 0 && i + 1 < argc) isa = argv[++i];
+        else if ((number = !strcmp(a, "--mb")              ? &mb
+                           : !strcmp(a, "--threads")       ? &threads
+                           : !strcmp(a, "--reps")          ? &reps
+                           : !strcmp(a, "--batch")         ? &batch
+                           : !strcmp(a, "--cols")          ? &cols
+                           : !strcmp(a, "--rows-per-call") ? &rows_per_call
+                                                           : NULL) &&
+                 i + 1 < argc) {
+            uint32_t v;
+            if (cli_u32("bench --kernels", a, argv[++i], &v)) return 2;
+            *number = v;
+        }
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(cmd);
             return 0;
@@ -276,10 +283,10 @@ int bench_kernels(int argc, char **argv) {
             return 2;
         }
     }
-    if (threads < 1 || threads > 256 || reps < 1 || batch < 1 || batch > 64 || mb < 0 || rows_per_call < 0 ||
+    if (threads < 1 || threads > 256 || reps < 1 || reps > 1000 || batch < 1 || batch > 64 || mb > (1 << 20) ||
         cols < 256 || cols > 65536 || cols % 256) {
         fprintf(stderr,
-                "%s: --threads must be 1..256, --reps >= 1, --batch 1..64, --mb and --rows-per-call >= 0, --cols a "
+                "%s: --threads must be 1..256, --reps 1..1000, --batch 1..64, --mb 0..1048576, --cols a "
                 "multiple of 256 in 256..65536\n",
                 cmd);
         return 2;

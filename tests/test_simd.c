@@ -374,3 +374,16 @@ Test(simd_bench, kernels_take_a_row_length_and_refuse_a_bad_one) {
         harness_result_free(&r);
     }
 }
+
+/* Every numeric option of --kernels takes a whole number and names itself when it gets none:
+ * "0.25" or "abc" used to read as 0 (the default size) and run. */
+Test(simd_bench, kernels_refuse_numbers_that_are_not_whole) {
+    const char *cases[][2] = {{"--mb", "0.25"}, {"--mb", "abc"}, {"--threads", "-1"}, {"--reps", "2x"},
+                              {"--batch", ""},  {"--mb", "99999999"}, {"--reps", "0"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        harness_result r = harness_run("%s bench --kernels --threads 1 %s '%s'", harness_grok2(), cases[i][0], cases[i][1]);
+        cr_expect_eq(r.status, 2, "%s '%s': status %d", cases[i][0], cases[i][1], r.status);
+        cr_expect(strstr(r.err, cases[i][0]), "%s '%s': %s", cases[i][0], cases[i][1], r.err);
+        harness_result_free(&r);
+    }
+}
