@@ -273,8 +273,7 @@ int bench_kernels(int argc, char **argv) {
             uint32_t v;
             if (cli_u32("bench --kernels", a, argv[++i], &v)) return 2;
             *number = v;
-        }
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(cmd);
             return 0;
         } else {

@@ -72,7 +72,7 @@ static inline __m256i dot_u8s8(__m256i u, __m256i s) {
  * the quad: per column and quad, four VPMADDUBSW, one VPMADDWD and three float operations. */
 
 /* quads prepared at once by matvec: 32768 weights, 56 KB of stack (why so many: GROUPS_MV in
- * dot_avx512.c; rows of 16384 in two passes: 0.71-0.83 of the read bandwidth, in one 0.95-1.0) */
+ * dot_avx512.c; rows of 16384 in two passes: 0.71-0.83 of the read bandwidth, in one 0.95-1.07) */
 #define QUADS_MV 256
 #define QUADS_MM 16 /* by matmul, per column (NIBBLE_COLS at a time): 2048 weights, 28 KB */
 /* Columns per pass over a row's blocks in matmul: the row's quads are decoded once for 8
