@@ -71,7 +71,8 @@ static inline __m512 scales2(float a, float b) { return simd_join256_ps(_mm256_s
 /* Groups prepared at once by matvec: 32768 weights (Grok-2's widest rows, the dense down
  * projection), 112 KB of stack. A row longer than a pass is read in pieces a whole pass of the
  * rows apart: with 64 groups (8192 weights) rows of 16384-32768 streamed at 0.72-0.85 of the
- * read bandwidth (q4_0, q8_0), in one pass at 1.0 (`grok2 bench --kernels --cols 16384`). */
+ * read bandwidth (q4_0, q8_0), in one pass at 0.86-1.12 (`grok2 bench --kernels --mb 1024 --cols
+ * 16384` and `--cols 32768`; above 1: the probe is a plain read loop). */
 #define GROUPS_MV 256
 #define GROUPS_MM 8  /* by matmul, per column (BLOCK32_COLS at a time): 1024 weights, 28 KB */
 /* Columns per pass over a row's groups in matmul: a group is decoded once for 8 columns. */
