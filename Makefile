@@ -144,9 +144,10 @@ demo: $(BIN)
 	$(BIN) run -m $(DEMO)/tiny-q4_k_m.gguf -p "The capital of France is" -n 24 --temp 0
 
 # benchmarks (not tests): the `mini` preset synthesized once (cached in models/cache/), converted
-# to q4_k_m and q4_0, then the kernel bench and the model bench at depth 0 and 2048
+# to q4_k_m and q4_0, then the kernel bench and the model bench at depth 0 and 2048 (tg also
+# against plain reads of its weights, --read-ref)
 BENCH_DIR := models/cache
-BENCH_ARGS ?= -p 512 -n 128 -r 3
+BENCH_ARGS ?= -p 512 -n 128 -r 3 --read-ref
 bench: $(BIN)
 	@mkdir -p $(BENCH_DIR)
 	@[ -f $(BENCH_DIR)/mini/config.json ] || $(BIN) synth mini -o $(BENCH_DIR)/mini --seed 1

@@ -26,7 +26,14 @@ static void bench_usage(FILE *out) {
             "every thread.\n"
             "Last, how much of the weights sits in 2 MiB pages after the runs (the mapping's\n"
             "FilePmdMapped, or with --no-mmap the copy's AnonHugePages): on 4 KiB pages decode\n"
-            "misses the TLB and the yield is not comparable.\n\n"
+            "misses the TLB and the yield is not comparable.\n"
+            "With --read-ref each tg token is also run with the quantized weights' matvecs\n"
+            "replaced by a plain read of the same rows (the bandwidth probe's loop, no arithmetic),\n"
+            "alternating token by token with the real ones at the same positions, and tg is given\n"
+            "as a fraction of that rate: how close decode comes to just reading its weights in its\n"
+            "own order, passes and threads. Taken in the same seconds, it moves far less with a\n"
+            "shared machine's bandwidth than the yield does; it does not see what the order itself\n"
+            "costs (the yield does).\n\n"
             "  -m, --model FILE   GGUF model\n"
             "  -p N               prompt tokens per pp run (default 512; 0 skips pp)\n"
             "  -n N               generated tokens per tg run (default 128; 0 skips tg)\n"
@@ -36,6 +43,7 @@ static void bench_usage(FILE *out) {
             "  --kv-type T        KV cache type: f16 (default), f32, bf16\n"
             "  --gemm NAME        prefill matmuls: auto (default: the CPU's best), native,\n"
             "                     openblas, onednn (batches only; decode is always native)\n"
+            "  --read-ref         also time tg against plain reads of its weights (see above)\n"
             "  --json             one JSON object instead of the table\n"
             "  --kernels          per-kernel GB/s against the read bandwidth (see --kernels --help)\n");
     fputs(memory_flags_help, out);
@@ -44,7 +52,7 @@ static void bench_usage(FILE *out) {
 typedef struct {
     const char *model;
     uint32_t prompt, generate, repetitions, depth;
-    bool json;
+    bool json, read_ref;
     grok_context_params ctx;
 } bench_options;
 
@@ -56,8 +64,8 @@ static int parse_bench_options(int argc, char **argv, bench_options *o) {
             bench_usage(stdout);
             exit(0);
         }
-        if (!strcmp(a, "--json")) {
-            o->json = true;
+        if (!strcmp(a, "--json") || !strcmp(a, "--read-ref")) {
+            *(!strcmp(a, "--json") ? &o->json : &o->read_ref) = true;
             continue;
         }
         int shared = cli_model_flag("bench", argc, argv, &i, &o->model, &o->ctx);
@@ -134,6 +142,9 @@ int cmd_bench(int argc, char **argv) {
     float *logits = NULL;
     double *pp = calloc(o.repetitions, sizeof *pp), *tg = calloc(o.repetitions, sizeof *tg);
     double *bw = calloc(o.repetitions, sizeof *bw), *yields = calloc(o.repetitions, sizeof *yields);
+    double *ref = calloc(o.repetitions, sizeof *ref); /* --read-ref: tg / the read-only tg, per run */
+    simd_kernels read_only;
+    read_only_kernels(simd_kernels_get(), &read_only);
     thread_pool *pool = NULL;
     read_probe *probe = NULL;
     if (cli_session_open(&session, o.model, false, &err)) goto done;
@@ -156,7 +167,7 @@ int cmd_bench(int argc, char **argv) {
     uint32_t vocab = model->hp.n_vocab, n_tokens = need > 0 ? need : 1;
     tokens = malloc(n_tokens * sizeof *tokens);
     logits = malloc(vocab * sizeof *logits);
-    if (!tokens || !logits || !pp || !tg || !bw || !yields || !pool || !probe) {
+    if (!tokens || !logits || !pp || !tg || !bw || !yields || !ref || !pool || !probe) {
         g2_fail(&err, "out of memory");
         goto done;
     }
@@ -176,11 +187,25 @@ int cmd_bench(int argc, char **argv) {
         }
         if (o.generate) {
             bw[r] = read_probe_measure(probe, pool, 2);
-            double t0 = cli_now_seconds();
-            for (uint32_t i = 0; i < o.generate; i++)
-                if (grok_eval(ctx, tokens + o.depth + i, 1, o.depth + i, logits, false, &err)) goto done;
-            tg[r] = o.generate / (cli_now_seconds() - t0);
+            double seconds = 0, read_seconds = 0;
+            for (uint32_t i = 0; i < o.generate; i++) {
+                const int32_t *token = tokens + o.depth + i;
+                uint32_t pos = o.depth + i;
+                if (o.read_ref) { /* first, so the real token then writes this position's KV */
+                    grok_context_use_kernels(ctx, &read_only);
+                    double t0 = cli_now_seconds();
+                    int failed = grok_eval(ctx, token, 1, pos, logits, false, &err);
+                    read_seconds += cli_now_seconds() - t0;
+                    grok_context_use_kernels(ctx, NULL);
+                    if (failed) goto done;
+                }
+                double t0 = cli_now_seconds();
+                if (grok_eval(ctx, token, 1, pos, logits, false, &err)) goto done;
+                seconds += cli_now_seconds() - t0;
+            }
+            tg[r] = o.generate / seconds;
             yields[r] = tg[r] * per_token / (bw[r] * 1e9);
+            ref[r] = read_seconds / seconds;
         }
     }
     if (!o.generate) bw[0] = read_probe_measure(probe, pool, 3); /* still reported */
@@ -188,7 +213,7 @@ int cmd_bench(int argc, char **argv) {
     probe = NULL;
     uint32_t n_bw = o.generate ? o.repetitions : 1;
     stat spp = stats(pp, o.repetitions), stg = stats(tg, o.repetitions), sbw = stats(bw, n_bw);
-    stat syield = stats(yields, o.repetitions);
+    stat syield = stats(yields, o.repetitions), sref = stats(ref, o.repetitions);
     double bandwidth = sbw.mean, yield = syield.mean;
     /* pp's int8 rate from its mean time per run */
     double pp_int8 = spp.mean > 0 ? 2 * prompt_int8_macs(model, o.prompt) * spp.mean / o.prompt / 1e9 : 0;
@@ -207,12 +232,15 @@ int cmd_bench(int argc, char **argv) {
                "\"read_bandwidth_stddev\": %.3f, \"bandwidth_yield\": %.4f, \"bandwidth_yield_stddev\": %.4f, "
                "\"pp_int8_gops\": %.1f, \"int8_peak_gops\": %.1f, "
                "\"pp_int8_fraction_of_peak\": %.4f, \"kernels\": \"%s\", \"repetitions\": %u, "
-               "\"weights\": \"%s\", \"weight_bytes\": %.0f, \"weight_bytes_in_huge_pages\": %.0f}\n",
+               "\"weights\": \"%s\", \"weight_bytes\": %.0f, \"weight_bytes_in_huge_pages\": %.0f",
                o.model, threads, o.depth, kv_cache_type_name(o.ctx.kv_type), o.prompt, spp.mean, spp.stddev,
                o.generate, stg.mean, stg.stddev, per_token, bandwidth, sbw.stddev, yield, syield.stddev, pp_int8,
                int8_peak, pp_fraction,
                simd_kernels_get()->name, o.repetitions, o.ctx.no_mmap ? "copied" : "mapped", weight_bytes,
                huge_known ? huge_bytes : -1.0);
+        if (o.read_ref && o.generate)
+            printf(", \"tg_vs_read_only\": %.4f, \"tg_vs_read_only_stddev\": %.4f", sref.mean, sref.stddev);
+        printf("}\n");
     } else {
         printf("model            %s\n", o.model);
         printf("threads          %d, depth %u, KV cache %s, %u repetitions\n", threads, o.depth,
@@ -232,6 +260,9 @@ int cmd_bench(int argc, char **argv) {
         if (o.generate)
             printf("bandwidth yield  %10.3f +- %.3f (per run: tg x bytes per token / the bandwidth before it)\n", yield,
                    syield.stddev);
+        if (o.read_ref && o.generate)
+            printf("tg / read-only   %10.3f +- %.3f (per run: the same tokens with plain reads for matvecs, alternated)\n",
+                   sref.mean, sref.stddev);
         if (o.prompt && o.generate) printf("pp / tg          %10.2f\n", spp.mean / stg.mean);
         if (huge_known)
             printf("huge pages       %10.2f of %.2f GB of weights (%s)\n", huge_bytes / 1e9, weight_bytes / 1e9,
@@ -246,6 +277,7 @@ done:
     free(tg);
     free(bw);
     free(yields);
+    free(ref);
     read_probe_free(probe);
     thread_pool_free(pool);
     free(tokens);

@@ -856,6 +856,8 @@ int kv_cache_type_parse(const char *name, kv_cache_type *out) {
 
 uint32_t grok_context_n_ctx(const grok_context *ctx) { return ctx->n_ctx; }
 
+void grok_context_use_kernels(grok_context *ctx, const simd_kernels *k) { ctx->kernels = k ? k : simd_kernels_get(); }
+
 void grok_context_weights(const grok_context *ctx, const void **start, size_t *bytes) {
     if (ctx->copy_memory) {
         *start = ctx->copy_memory, *bytes = ctx->copy_size;

@@ -23,6 +23,11 @@ typedef struct read_probe read_probe;
 read_probe *read_probe_new(size_t bytes); /* NULL if the buffer cannot be had */
 double read_probe_measure(read_probe *probe, thread_pool *pool, int repetitions);
 void read_probe_free(read_probe *probe);
+/* A copy of k whose quantized types' matvec only reads the rows (the probe's loop) and writes
+ * small made-up values: decode on it takes the time of reading the weights in decode's own
+ * order, passes and threads, without the arithmetic (`grok2 bench --read-ref`). Float types
+ * (the router, the KV cache, float weights) keep their kernels. */
+void read_only_kernels(const simd_kernels *k, simd_kernels *out);
 /* Bytes of [start, start + bytes) in 2 MiB pages now (/proc/self/smaps): file pages mapped by
  * PMD (the model's mapping) and anonymous huge pages (a --no-mmap copy), each mapping's count
  * capped at its overlap with the range (smaps counts per mapping, not per address); -1 where
@@ -189,6 +194,9 @@ void grok_context_free(grok_context *ctx);
 uint32_t grok_context_n_ctx(const grok_context *ctx);
 /* Where the weights this context reads live: the --no-mmap copy, or the model file's bytes. */
 void grok_context_weights(const grok_context *ctx, const void **start, size_t *bytes);
+/* The kernel table the context computes with from the next grok_eval on (it must outlive the
+ * use); NULL: the process's (simd_kernels_get). For benchmarks (read_only_kernels). */
+void grok_context_use_kernels(grok_context *ctx, const simd_kernels *k);
 /* The context's NUMA line (numa_describe) and, for shard, where each node's share lives now. */
 void grok_context_numa_report(const grok_context *ctx, bool placement, char *buf, size_t cap);
 /* Evaluate n tokens at positions n_past .. n_past+n-1 (positions before n_past must already be

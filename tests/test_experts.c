@@ -3,6 +3,7 @@
  * running model gives one clear line instead of a crash, bad flag values are named. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,4 +307,52 @@ Test(experts, one_token_mlp_in_two_passes_gives_the_per_expert_logits_bit_for_bi
     }
     free(want);
     grok_model_free(m);
+}
+
+/* `grok2 bench --read-ref` runs a token on read-only kernels at each position before the real
+ * one: the real tokens' logits must be those of a run without them, bit for bit (the real token
+ * rewrites the position's KV, nothing else persists), and the read-only matvec must read the
+ * rows (other bytes, other outputs) and write small finite values. */
+Test(experts, read_only_tokens_in_between_leave_the_logits_bit_for_bit) {
+    grok_model *m;
+    g2_error err;
+    cr_assert_eq(grok_model_load(&m, model, &err), 0, "%s", err.msg);
+    const uint32_t n = 8;
+    float *want = decode_logits(m, 2, false, n);
+    simd_kernels read_only;
+    read_only_kernels(simd_kernels_get(), &read_only);
+    grok_context_params p = {.n_ctx = 64, .numa = NUMA_OFF, .n_threads = 2};
+    grok_context *ctx;
+    cr_assert_eq(grok_context_new(&ctx, m, &p, &err), 0, "%s", err.msg);
+    float *logits = malloc((size_t)n * m->hp.n_vocab * sizeof *logits), *scratch = malloc(m->hp.n_vocab * sizeof *scratch);
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t token = (int32_t)((i * 37 + 11) % m->hp.n_vocab);
+        grok_context_use_kernels(ctx, &read_only);
+        cr_assert_eq(grok_eval(ctx, &token, 1, i, scratch, false, &err), 0, "%s", err.msg);
+        for (uint32_t v = 0; v < m->hp.n_vocab; v++) cr_assert(isfinite(scratch[v]), "read-only logit %u", v);
+        grok_context_use_kernels(ctx, NULL);
+        cr_assert_eq(grok_eval(ctx, &token, 1, i, logits + (size_t)i * m->hp.n_vocab, false, &err), 0, "%s", err.msg);
+    }
+    cr_expect(!memcmp(logits, want, (size_t)n * m->hp.n_vocab * sizeof *logits), "read-only tokens changed the logits");
+    grok_context_free(ctx);
+    free(logits);
+    free(scratch);
+    free(want);
+    grok_model_free(m);
+    /* the table: quantized types read, float types keep their kernels */
+    const simd_kernels *real = simd_kernels_get();
+    const simd_type_kernels *q8 = simd_type_kernels_get(&read_only, SIMD_TYPE_Q8_0);
+    const simd_type_kernels *f32 = simd_type_kernels_get(&read_only, SIMD_TYPE_F32);
+    cr_assert(q8 && f32);
+    cr_expect_neq((void *)q8->matvec, (void *)simd_type_kernels_get(real, SIMD_TYPE_Q8_0)->matvec);
+    cr_expect_eq((void *)f32->matvec, (void *)simd_type_kernels_get(real, SIMD_TYPE_F32)->matvec);
+    uint8_t rows[3 * 34 + 5]; /* 3 rows of one Q8_0 block, off a word boundary */
+    for (size_t i = 0; i < sizeof rows; i++) rows[i] = (uint8_t)(i * 7 + 1);
+    float y1[3], y2[3];
+    q8->matvec(32, 3, rows + 1, 34, NULL, y1);
+    rows[1 + 2 * 34 + 33]++; /* the last byte of the last row */
+    q8->matvec(32, 3, rows + 1, 34, NULL, y2);
+    for (int r = 0; r < 3; r++) cr_expect(isfinite(y1[r]) && fabsf(y1[r]) <= 5e-4f, "row %d: %g", r, y1[r]);
+    cr_expect(y1[0] != y1[1] && y1[1] != y1[2], "rows alike: %g %g %g", y1[0], y1[1], y1[2]);
+    cr_expect(memcmp(y1, y2, sizeof y1), "the last byte was not read");
 }

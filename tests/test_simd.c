@@ -308,14 +308,20 @@ Test(simd_bench, kernels_json_gives_int8_rates_and_their_fraction_of_the_peak) {
     harness_result_free(&r);
 }
 
-Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
-    char *dir = harness_tmpdir("bench");
-    char model[600];
-    snprintf(model, sizeof model, "%s/tiny-q8_0.gguf", dir);
+/* A tiny q8_0 model in a fresh temporary folder (returned, to free); its path in model. */
+static char *tiny_model(const char *tag, char model[600]) {
+    char *dir = harness_tmpdir(tag);
+    snprintf(model, 600, "%s/tiny-q8_0.gguf", dir);
     harness_result r = harness_run("%s synth tiny --gguf q8_0 -o %s --seed 3", harness_grok2(), model);
     cr_assert_eq(r.status, 0, "synth: %s", r.err);
     harness_result_free(&r);
-    r = harness_run("%s bench -m %s -p 8 -n 2 -r 2 -t 1 --json", harness_grok2(), model);
+    return dir;
+}
+
+Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
+    char model[600];
+    char *dir = tiny_model("bench", model);
+    harness_result r = harness_run("%s bench -m %s -p 8 -n 2 -r 2 -t 1 --json", harness_grok2(), model);
     cr_assert_eq(r.status, 0, "bench: %s", r.err);
     cJSON *j = cJSON_Parse(r.out);
     cr_assert_not_null(j, "not JSON: %s", r.out);
@@ -344,6 +350,31 @@ Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
     cr_expect_eq(weights, (double)st.st_size);
     cr_expect(huge == -1 || (huge >= 0 && huge <= weights), "huge pages %.0f of %.0f", huge, weights);
     cJSON_Delete(j);
+    harness_result_free(&r);
+    free(dir);
+}
+
+/* --read-ref adds tg against read-only tokens run in between: a positive ratio and a spread that
+ * is never negative; without the flag the field is absent. */
+Test(simd_bench, read_ref_reports_tg_against_plain_reads) {
+    char model[600];
+    char *dir = tiny_model("bench-ref", model);
+    harness_result r = harness_run("%s bench -m %s -p 0 -n 3 -r 2 -t 2 --read-ref --json", harness_grok2(), model);
+    cr_assert_eq(r.status, 0, "bench --read-ref: %s", r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert_not_null(j, "not JSON: %s", r.out);
+    cr_expect_gt(json_number(j, "tg_vs_read_only"), 0, "%s", r.out);
+    cr_expect_geq(json_number(j, "tg_vs_read_only_stddev"), 0, "%s", r.out);
+    cr_expect_gt(json_number(j, "tg_tokens_per_s"), 0, "%s", r.out);
+    cJSON_Delete(j);
+    harness_result_free(&r);
+    r = harness_run("%s bench -m %s -p 0 -n 2 -r 1 -t 1 --read-ref", harness_grok2(), model);
+    cr_assert_eq(r.status, 0, "bench --read-ref: %s", r.err);
+    cr_expect(strstr(r.out, "tg / read-only"), "%s", r.out);
+    harness_result_free(&r);
+    r = harness_run("%s bench -m %s -p 0 -n 2 -r 1 -t 1 --json", harness_grok2(), model);
+    cr_assert_eq(r.status, 0, "bench: %s", r.err);
+    cr_expect(!strstr(r.out, "tg_vs_read_only"), "%s", r.out);
     harness_result_free(&r);
     free(dir);
 }
