@@ -381,7 +381,9 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
         }
         SIMD_UNROLL for (int r = 0; r < R; r++) {
             const uint8_t *blk = w + r * wrb + ib * block_bytes;
-            simd_prefetch_lines(blk + (size_t)R * wrb, 3); /* the next tile's rows */
+            /* the next tile's rows, 4 lines for a super-block spanning 3 (Q5_K's up to 4): a line
+             * ahead along the row, mini q4_k_m decode 3% faster than with 3 (as in dot_avx512.c) */
+            simd_prefetch_lines(blk + (size_t)R * wrb, 4);
             const block_q4_k *hdr = (const block_q4_k *)blk; /* Q5_K shares d, dmin, scales */
             __m256i sm16 = simd_k45_scales16(hdr->scales); /* sc[0..7], m[0..7] as int16 */
             __m256i sc8 = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm16));
