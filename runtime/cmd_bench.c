@@ -64,8 +64,12 @@ static int parse_bench_options(int argc, char **argv, bench_options *o) {
             bench_usage(stdout);
             exit(0);
         }
-        if (!strcmp(a, "--json") || !strcmp(a, "--read-ref")) {
-            *(!strcmp(a, "--json") ? &o->json : &o->read_ref) = true;
+        if (!strcmp(a, "--json")) {
+            o->json = true;
+            continue;
+        }
+        if (!strcmp(a, "--read-ref")) {
+            o->read_ref = true;
             continue;
         }
         int shared = cli_model_flag("bench", argc, argv, &i, &o->model, &o->ctx);
