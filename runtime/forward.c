@@ -875,6 +875,7 @@ static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 static int make_pool(grok_context *ctx, const grok_context_params *p, g2_error *err) {
     const numa_topology *t = &ctx->topology;
     if (numa_topology_detect(&ctx->topology, err)) return -1;
+    numa_balancing_warn(t);
     ctx->numa = p->numa != NUMA_AUTO ? p->numa : t->n_nodes > 1 ? NUMA_SHARD : NUMA_OFF;
     ctx->n_groups = 1;
     if (ctx->numa != NUMA_SHARD) {

@@ -222,6 +222,25 @@ void numa_describe(const numa_topology *t, numa_mode mode, const int *threads, c
 
 int numa_node_label(const numa_topology *t, int node) { return t->fake ? node : t->os_node[node]; }
 
+int numa_balancing_state(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int mode;
+    bool read = fscanf(f, "%d", &mode) == 1;
+    fclose(f);
+    return read ? mode != 0 : -1;
+}
+
+void numa_balancing_warn(const numa_topology *t) {
+    static const char path[] = "/proc/sys/kernel/numa_balancing";
+    if (t->n_nodes > 1 && !t->fake && numa_balancing_state(path) == 1)
+        fprintf(stderr,
+                "grok2: warning: automatic NUMA balancing is on (%s): the kernel unmaps pages now and then "
+                "to see which node uses them, and decode pays a fault on its next read of each; to turn it "
+                "off: echo 0 | sudo tee %s\n",
+                path, path);
+}
+
 /* ---- --no-mmap: the weights copied into node-local memory ------------------------------------ */
 
 #define COPY_CHUNK (4u << 20) /* bytes per copy task: many tasks per share, so a node's threads balance */

@@ -100,6 +100,12 @@ int numa_topology_detect(numa_topology *t, g2_error *err);
 /* One line: mode, nodes, their CPUs and (when threads is not NULL) threads. */
 void numa_describe(const numa_topology *t, numa_mode mode, const int *threads, char *buf, size_t cap);
 int numa_node_label(const numa_topology *t, int node); /* the OS node number, or the pretend one */
+/* Linux's automatic NUMA balancing (the file /proc/sys/kernel/numa_balancing; any mode but 0
+ * unmaps pages now and then to sample who touches them, and the next read of each faults):
+ * 1 on, 0 off, -1 unknown (no such file, or no number in it). */
+int numa_balancing_state(const char *path);
+/* One line on stderr when t has more than one real node and the balancing is on. */
+void numa_balancing_warn(const numa_topology *t);
 
 /* Share `part` of `parts` of count items, cut at multiples of align (rows: the kernels' 4-row
  * tiles and the fused GELU's 16-wide vectors, so a row is computed the same way whichever node

@@ -290,3 +290,25 @@ Test(numa, an_unpinned_pool_made_by_a_pinned_caller_runs_on_every_cpu) {
     thread_pool_free(plain);
     thread_pool_free(sharded);
 }
+
+/* The balancing switch as the kernel writes it ("0\n", "1\n", "2\n" for memory tiering, which
+ * also unmaps pages); an empty or unreadable file is "unknown", never "on". */
+Test(numa, balancing_state_reads_the_kernel_switch) {
+    char *dir = harness_tmpdir("numa-balancing");
+    char path[600];
+    snprintf(path, sizeof path, "%s/numa_balancing", dir);
+    const struct {
+        const char *text;
+        int want;
+    } cases[] = {{"0\n", 0}, {"1\n", 1}, {"2\n", 1}, {"", -1}, {"off\n", -1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fputs(cases[i].text, f);
+        fclose(f);
+        cr_expect_eq(numa_balancing_state(path), cases[i].want, "'%s'", cases[i].text);
+    }
+    snprintf(path, sizeof path, "%s/missing", dir);
+    cr_expect_eq(numa_balancing_state(path), -1);
+    free(dir);
+}
