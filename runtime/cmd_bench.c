@@ -192,6 +192,12 @@ int cmd_bench(int argc, char **argv) {
         if (o.generate) {
             bw[r] = read_probe_measure(probe, pool, 2);
             double seconds = 0, read_seconds = 0;
+            if (o.read_ref) { /* untimed: the first token after the probe pays for the pause, on neither side */
+                grok_context_use_kernels(ctx, &read_only);
+                int failed = grok_eval(ctx, tokens + o.depth, 1, o.depth, logits, false, &err);
+                grok_context_use_kernels(ctx, NULL);
+                if (failed) goto done;
+            }
             for (uint32_t i = 0; i < o.generate; i++) {
                 const int32_t *token = tokens + o.depth + i;
                 uint32_t pos = o.depth + i;
