@@ -226,9 +226,9 @@ int numa_balancing_state(const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     int mode;
-    bool read = fscanf(f, "%d", &mode) == 1;
+    bool parsed = fscanf(f, "%d", &mode) == 1;
     fclose(f);
-    return read ? mode != 0 : -1;
+    return parsed ? mode != 0 : -1;
 }
 
 void numa_balancing_warn(const numa_topology *t) {
