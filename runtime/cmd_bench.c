@@ -128,6 +128,17 @@ static stat stats(const double *x, uint32_t n) {
     return (stat){mean, n > 1 ? sqrt(var / (n - 1)) : 0};
 }
 
+/* One token at pos on kernel table k (NULL: the process's), its time added to *seconds. */
+static int timed_token(grok_context *ctx, const simd_kernels *k, const int32_t *token, uint32_t pos, float *logits,
+                       double *seconds, g2_error *err) {
+    grok_context_use_kernels(ctx, k);
+    double t0 = cli_now_seconds();
+    int rc = grok_eval(ctx, token, 1, pos, logits, false, err);
+    *seconds += cli_now_seconds() - t0;
+    grok_context_use_kernels(ctx, NULL);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--kernels")) {
@@ -191,27 +202,17 @@ int cmd_bench(int argc, char **argv) {
         }
         if (o.generate) {
             bw[r] = read_probe_measure(probe, pool, 2);
-            double seconds = 0, read_seconds = 0;
-            if (o.read_ref) { /* untimed: the first token after the probe pays for the pause, on neither side */
-                grok_context_use_kernels(ctx, &read_only);
-                int failed = grok_eval(ctx, tokens + o.depth, 1, o.depth, logits, false, &err);
-                grok_context_use_kernels(ctx, NULL);
-                if (failed) goto done;
-            }
+            double seconds = 0, read_seconds = 0, untimed = 0;
+            /* --read-ref: an untimed read-only token first, so that neither side's first timed
+             * token is the one that pays for the pause the probe made; then at each position the
+             * read-only token before the real one, which rewrites the position's KV */
+            if (o.read_ref && timed_token(ctx, &read_only, tokens + o.depth, o.depth, logits, &untimed, &err))
+                goto done;
             for (uint32_t i = 0; i < o.generate; i++) {
                 const int32_t *token = tokens + o.depth + i;
                 uint32_t pos = o.depth + i;
-                if (o.read_ref) { /* first, so the real token then writes this position's KV */
-                    grok_context_use_kernels(ctx, &read_only);
-                    double t0 = cli_now_seconds();
-                    int failed = grok_eval(ctx, token, 1, pos, logits, false, &err);
-                    read_seconds += cli_now_seconds() - t0;
-                    grok_context_use_kernels(ctx, NULL);
-                    if (failed) goto done;
-                }
-                double t0 = cli_now_seconds();
-                if (grok_eval(ctx, token, 1, pos, logits, false, &err)) goto done;
-                seconds += cli_now_seconds() - t0;
+                if (o.read_ref && timed_token(ctx, &read_only, token, pos, logits, &read_seconds, &err)) goto done;
+                if (timed_token(ctx, NULL, token, pos, logits, &seconds, &err)) goto done;
             }
             tg[r] = o.generate / seconds;
             yields[r] = tg[r] * per_token / (bw[r] * 1e9);

@@ -258,18 +258,17 @@ int bench_kernels(int argc, char **argv) {
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        long *number = NULL;
+        long *number = !strcmp(a, "--mb")              ? &mb
+                       : !strcmp(a, "--threads")       ? &threads
+                       : !strcmp(a, "--reps")          ? &reps
+                       : !strcmp(a, "--batch")         ? &batch
+                       : !strcmp(a, "--cols")          ? &cols
+                       : !strcmp(a, "--rows-per-call") ? &rows_per_call
+                                                       : NULL;
         if (strcmp(a, "--kernels") == 0) continue;
         if (strcmp(a, "--json") == 0) json = true;
         else if (strcmp(a, "--isa") == 0 && i + 1 < argc) isa = argv[++i];
-        else if ((number = !strcmp(a, "--mb")              ? &mb
-                           : !strcmp(a, "--threads")       ? &threads
-                           : !strcmp(a, "--reps")          ? &reps
-                           : !strcmp(a, "--batch")         ? &batch
-                           : !strcmp(a, "--cols")          ? &cols
-                           : !strcmp(a, "--rows-per-call") ? &rows_per_call
-                                                           : NULL) &&
-                 i + 1 < argc) {
+        else if (number && i + 1 < argc) {
             uint32_t v;
             if (cli_u32("bench --kernels", a, argv[++i], &v)) return 2;
             *number = v;

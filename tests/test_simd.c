@@ -308,23 +308,28 @@ Test(simd_bench, kernels_json_gives_int8_rates_and_their_fraction_of_the_peak) {
     harness_result_free(&r);
 }
 
-/* A tiny q8_0 model in a fresh temporary folder (returned, to free); its path in model. */
-static char *tiny_model(const char *tag, char model[600]) {
-    char *dir = harness_tmpdir(tag);
-    snprintf(model, 600, "%s/tiny-q8_0.gguf", dir);
-    harness_result r = harness_run("%s synth tiny --gguf q8_0 -o %s --seed 3", harness_grok2(), model);
-    cr_assert_eq(r.status, 0, "synth: %s", r.err);
+/* `grok2 bench -m model ARGS --json`, run and parsed (the test stops if either fails). */
+static cJSON *bench_json(const char *model, const char *args) {
+    harness_result r = harness_run("%s bench -m %s %s --json", harness_grok2(), model, args);
+    cr_assert_eq(r.status, 0, "bench %s: %s", args, r.err);
+    cJSON *j = cJSON_Parse(r.out);
+    cr_assert_not_null(j, "not JSON: %s", r.out);
     harness_result_free(&r);
-    return dir;
+    return j;
+}
+
+/* A tiny q8_0 model in a fresh temporary folder: its malloc'd path (the folder is left). */
+static char *tiny_model(const char *tag) {
+    char *dir = harness_tmpdir(tag), *err = NULL, *path = harness_synth_tiny(dir, "q8_0", &err);
+    cr_assert_not_null(path, "synth: %s", err ? err : "");
+    free(dir);
+    return path;
 }
 
 Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
-    char model[600];
-    char *dir = tiny_model("bench", model);
-    harness_result r = harness_run("%s bench -m %s -p 8 -n 2 -r 2 -t 1 --json", harness_grok2(), model);
-    cr_assert_eq(r.status, 0, "bench: %s", r.err);
-    cJSON *j = cJSON_Parse(r.out);
-    cr_assert_not_null(j, "not JSON: %s", r.out);
+    char *model = tiny_model("bench");
+    cJSON *j = bench_json(model, "-p 8 -n 2 -r 2 -t 1");
+    char *text = cJSON_PrintUnformatted(j);
     double rate = json_number(j, "pp_int8_gops"), peak = json_number(j, "int8_peak_gops");
     double fraction = json_number(j, "pp_int8_fraction_of_peak");
     cr_expect_gt(rate, 0);
@@ -335,7 +340,7 @@ Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
      * near tg x bytes / the mean bandwidth (units: GB/s), with spreads that are never negative */
     double tg = json_number(j, "tg_tokens_per_s"), bytes = json_number(j, "bytes_per_token");
     double bw = json_number(j, "read_bandwidth_gbps"), yield = json_number(j, "bandwidth_yield");
-    cr_expect(tg > 0 && bytes > 0 && bw > 0 && yield > 0, "%s", r.out);
+    cr_expect(tg > 0 && bytes > 0 && bw > 0 && yield > 0, "%s", text);
     double pooled = tg * bytes / (bw * 1e9);
     cr_expect(yield > pooled / 2 && yield < pooled * 2, "yield %.4f, tg x bytes / bandwidth %.4f", yield, pooled);
     cr_expect_geq(json_number(j, "read_bandwidth_stddev"), 0);
@@ -343,40 +348,36 @@ Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
     /* the weights' page size is reported with them: mapped, the file's size, at most all of it in
      * huge pages (-1: the kernel does not say) */
     const cJSON *how = cJSON_GetObjectItemCaseSensitive(j, "weights");
-    cr_expect(cJSON_IsString(how) && !strcmp(how->valuestring, "mapped"), "weights: %s", r.out);
+    cr_expect(cJSON_IsString(how) && !strcmp(how->valuestring, "mapped"), "weights: %s", text);
     struct stat st;
     cr_assert_eq(stat(model, &st), 0);
     double weights = json_number(j, "weight_bytes"), huge = json_number(j, "weight_bytes_in_huge_pages");
     cr_expect_eq(weights, (double)st.st_size);
     cr_expect(huge == -1 || (huge >= 0 && huge <= weights), "huge pages %.0f of %.0f", huge, weights);
+    cJSON_free(text);
     cJSON_Delete(j);
-    harness_result_free(&r);
-    free(dir);
+    free(model);
 }
 
 /* --read-ref adds tg against read-only tokens run in between: a positive ratio and a spread that
  * is never negative; without the flag the field is absent. */
 Test(simd_bench, read_ref_reports_tg_against_plain_reads) {
-    char model[600];
-    char *dir = tiny_model("bench-ref", model);
-    harness_result r = harness_run("%s bench -m %s -p 0 -n 3 -r 2 -t 2 --read-ref --json", harness_grok2(), model);
-    cr_assert_eq(r.status, 0, "bench --read-ref: %s", r.err);
-    cJSON *j = cJSON_Parse(r.out);
-    cr_assert_not_null(j, "not JSON: %s", r.out);
-    cr_expect_gt(json_number(j, "tg_vs_read_only"), 0, "%s", r.out);
-    cr_expect_geq(json_number(j, "tg_vs_read_only_stddev"), 0, "%s", r.out);
-    cr_expect_gt(json_number(j, "tg_tokens_per_s"), 0, "%s", r.out);
+    char *model = tiny_model("bench-ref");
+    cJSON *j = bench_json(model, "-p 0 -n 3 -r 2 -t 2 --read-ref");
+    char *text = cJSON_PrintUnformatted(j);
+    cr_expect_gt(json_number(j, "tg_vs_read_only"), 0, "%s", text);
+    cr_expect_geq(json_number(j, "tg_vs_read_only_stddev"), 0, "%s", text);
+    cr_expect_gt(json_number(j, "tg_tokens_per_s"), 0, "%s", text);
+    cJSON_free(text);
     cJSON_Delete(j);
-    harness_result_free(&r);
-    r = harness_run("%s bench -m %s -p 0 -n 2 -r 1 -t 1 --read-ref", harness_grok2(), model);
+    harness_result r = harness_run("%s bench -m %s -p 0 -n 2 -r 1 -t 1 --read-ref", harness_grok2(), model);
     cr_assert_eq(r.status, 0, "bench --read-ref: %s", r.err);
     cr_expect(strstr(r.out, "tg / read-only"), "%s", r.out);
     harness_result_free(&r);
-    r = harness_run("%s bench -m %s -p 0 -n 2 -r 1 -t 1 --json", harness_grok2(), model);
-    cr_assert_eq(r.status, 0, "bench: %s", r.err);
-    cr_expect(!strstr(r.out, "tg_vs_read_only"), "%s", r.out);
-    harness_result_free(&r);
-    free(dir);
+    j = bench_json(model, "-p 0 -n 2 -r 1 -t 1");
+    cr_expect_null(cJSON_GetObjectItem(j, "tg_vs_read_only"), "the field without --read-ref");
+    cJSON_Delete(j);
+    free(model);
 }
 
 /* --cols sets the row length (the mini preset's rows are 2048 weights, Grok-2's 8192): the run
