@@ -191,6 +191,14 @@ SIMD_ALWAYS_INLINE __m512i nibble_isum(const block32_kind kind, const bool vnni,
     return _mm512_add_epi32(_mm512_madd_epi16(pairs, ones16), xgc->init[0]);
 }
 
+/* A short last group (blocks < 4) copied into pad with zero blocks after it, which read as nothing. */
+static inline const uint8_t *padded_group(const uint8_t *b0, int blocks, size_t wbytes, uint8_t *pad,
+                                          size_t pad_bytes) {
+    memset(pad, 0, pad_bytes);
+    memcpy(pad, b0, (size_t)blocks * wbytes);
+    return pad;
+}
+
 /* R rows x C prepared columns over ngroups groups starting at block blk0 of each row; the last
  * group has `last` blocks (1..4). y[c * ys + r] is set, or added to when `add`. */
 SIMD_ALWAYS_INLINE void block32_rows(const int R, const int C, const block32_kind kind, const bool vnni,
@@ -208,11 +216,7 @@ SIMD_ALWAYS_INLINE void block32_rows(const int R, const int C, const block32_kin
              * the lines arrive while this tile computes, which a short distance cannot do. */
             simd_prefetch_lines((const char *)b0 + (size_t)R * wrb, kind == K_Q8_0 ? 3 : 2);
             uint8_t pad[4 * sizeof(block_q8_0)];
-            if (g == ngroups - 1 && last < 4) { /* a short last group: zero blocks read as nothing */
-                memset(pad, 0, sizeof pad);
-                memcpy(pad, b0, (size_t)last * wbytes);
-                b0 = pad;
-            }
+            if (g == ngroups - 1 && last < 4) b0 = padded_group(b0, last, wbytes, pad, sizeof pad);
             if (kind == K_Q8_0) {
                 __m512i wq[2] = {simd_join256_si(_mm256_loadu_si256((const __m256i *)(b0 + 2)),
                                                  _mm256_loadu_si256((const __m256i *)(b0 + 36))),
@@ -287,11 +291,7 @@ SIMD_ALWAYS_INLINE void block32_rows4_folded(const block32_kind kind, const bool
         SIMD_UNROLL for (int r = 0; r < 4; r++) {
             const uint8_t *b0 = w + r * wrb + (size_t)(blk0 + 4 * g) * wbytes;
             simd_prefetch_lines((const char *)b0 + 4 * wrb, 2);
-            if (g == ngroups - 1 && last < 4) { /* a short last group: zero blocks read as nothing */
-                memset(pad[r], 0, sizeof pad[r]);
-                memcpy(pad[r], b0, (size_t)last * wbytes);
-                b0 = pad[r];
-            }
+            if (g == ngroups - 1 && last < 4) b0 = padded_group(b0, last, wbytes, pad[r], sizeof pad[r]);
             window[r] = _mm512_loadu_si512(b0); /* the 4 blocks' d at halves 0, 9, 18, 27 */
             __m512i w4 = _mm512_permutex2var_epi16(window[r], qs, _mm512_loadu_si512(b0 + 8));
             const nibble_planes planes = nibble_planes_of(kind, vnni, w4, codebook);
