@@ -340,8 +340,34 @@ static inline float hsum128(__m128 s) {
     return _mm_cvtss_f32(s);
 }
 
-/* int16 word k of a register, in all 16 lanes (both halves hold the same 8 words) */
-#define WORD_SPREAD(k) _mm256_set1_epi16((short)((2 * (k)) | ((2 * (k) + 1) << 8)))
+/* Two planes' products against one scale vector. VPMADDUBSW leaves int16 pair sums of each
+ * plane (at most 2 * 63 * 128 = 16128 for 6-bit quants); VPHADDW adds neighbouring pairs of
+ * both planes into one register (each half: words 0-3 from plane a, 4-7 from plane b; at most
+ * 32256, still int16), so a single VPMADDWD applies both planes' sub-block scales (<= 63 for
+ * Q4_K/Q5_K, |127| for Q6_K; exact in int32): per 64 weights three multiplies, not four. On
+ * this VM the multiplies bound the kernels: q4_K matvec from L2 18.5 -> 20.6 GB/s (`grok2 bench
+ * --kernels --isa avx2 --mb 1 --reps 40 --cols 2048 --threads 1`). */
+SIMD_ALWAYS_INLINE __m256i merged_pairs_dot(__m256i acc, __m256i qa, __m256i xa, __m256i qb, __m256i xb, __m256i sc) {
+    __m256i pairs = _mm256_hadd_epi16(_mm256_maddubs_epi16(qa, xa), _mm256_maddubs_epi16(qb, xb));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, sc));
+}
+
+/* The byte shuffle that spreads int16 scale words for merged_pairs_dot: in the low half words
+ * 0-3 take word a_lo and 4-7 word b_lo, in the high half a_hi and b_hi. */
+#define MERGED_SPREAD_HALF(a, b) \
+    2 * (a), 2 * (a) + 1, 2 * (a), 2 * (a) + 1, 2 * (a), 2 * (a) + 1, 2 * (a), 2 * (a) + 1, \
+    2 * (b), 2 * (b) + 1, 2 * (b), 2 * (b) + 1, 2 * (b), 2 * (b) + 1, 2 * (b), 2 * (b) + 1
+#define MERGED_SPREAD(a_lo, b_lo, a_hi, b_hi) {MERGED_SPREAD_HALF(a_lo, b_lo), MERGED_SPREAD_HALF(a_hi, b_hi)}
+/* Q4_K / Q5_K chunk j: the planes are sub-blocks 2j and 2j+1 in both halves (scales in words 0-7) */
+static const uint8_t k45_spread[4][32] = {MERGED_SPREAD(0, 1, 0, 1), MERGED_SPREAD(2, 3, 2, 3), MERGED_SPREAD(4, 5, 4, 5),
+                                          MERGED_SPREAD(6, 7, 6, 7)};
+/* Q6_K quarters k and k+1 of a half (its 8 scales in words 0-7): sub-blocks 2k and 2k+2 in the low
+ * half, 2k+1 and 2k+3 in the high */
+static const uint8_t q6_spread[2][32] = {MERGED_SPREAD(0, 2, 1, 3), MERGED_SPREAD(4, 6, 5, 7)};
+
+SIMD_ALWAYS_INLINE __m256i spread_scales(__m256i scales, const uint8_t idx[32]) {
+    return _mm256_shuffle_epi8(scales, _mm256_loadu_si256((const __m256i *)idx));
+}
 
 /* Chunk j (64 weights) of a Q4_K / Q5_K super-block as its two planes of 32 quants: lo is
  * sub-block 2j, hi sub-block 2j+1 (see k45_tile); for Q5_K, *qh (the block's qh, shifted right
@@ -360,8 +386,8 @@ SIMD_ALWAYS_INLINE void k45_planes(const bool five_bit, const uint8_t *qs, int j
 
 /* Q4_K (five_bit false) and Q5_K. A 64-weight chunk j is 32 bytes of qs: the low nibbles are
  * sub-block 2j (x[64j..64j+31]), the high nibbles sub-block 2j+1. Sub-block scales multiply
- * the int16 pair sums in madd (scale <= 63: exact), spread over the lanes by a byte shuffle of
- * the unpacked scales. For Q5_K, qh's bit 2j (resp. 2j+1) of byte l is the fifth bit; shifting
+ * the two planes' merged pair sums in one madd (merged_pairs_dot), spread over the lanes by a
+ * byte shuffle of the unpacked scales. For Q5_K, qh's bit 2j (resp. 2j+1) of byte l is the fifth bit; shifting
  * qh right by 2 per chunk brings them to bits 0 and 1. The mins term
  * dmin dx sum_j m[j] (bsums[2j] + bsums[2j+1]) is kept in its own 4 float lanes. */
 SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, int64_t n, const uint8_t *w,
@@ -395,13 +421,11 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
             SIMD_UNROLL for (int j = 0; j < 4; j++) {
                 __m256i lo, hi;
                 k45_planes(five_bit, qs, j, &qh, &lo, &hi);
-                __m256i sc_lo = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j)), sc_hi = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j + 1));
+                const __m256i sc = spread_scales(sc8, k45_spread[j]);
                 SIMD_UNROLL for (int c = 0; c < C; c++) {
                     __m256i xlo = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 64 * j));
                     __m256i xhi = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 64 * j + 32));
-                    __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xlo), sc_lo);
-                    __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xhi), sc_hi);
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(plo, phi));
+                    isum[c] = merged_pairs_dot(isum[c], lo, xlo, hi, xhi, sc);
                 }
             }
             int32_t d_dmin;
@@ -423,23 +447,24 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
 
 /* Q6_K: in half h, quarter k of 32 weights (elements 128h + 32k + l) takes its low 4 bits
  * from ql[64h + 32(k&1) + l] (low nibble for k < 2) and its top 2 from bits 2k of qh[32h + l].
- * The two 16-weight sub-blocks of a quarter sit in the two 128-bit halves of the register, so
- * one scale vector (scale g in the low half, g+1 in the high) serves its madd: the int16
- * scales of half h are copied to both register halves, then a byte shuffle picks word 2k in
- * the low half and 2k+1 in the high. The -32 offset is folded in once per super-block as
+ * The two 16-weight sub-blocks of a quarter sit in the two 128-bit halves of the register;
+ * quarters k and k+1 go through merged_pairs_dot together, so one scale vector serves both:
+ * the int16 scales of half h copied to both register halves (q6_k_half_scales), then a byte
+ * shuffle (q6_spread). The -32 offset is folded in once per super-block as
  * 32 * sum_g scale[g] * bsums[g]. */
-/* Quarter k of half h of a Q6_K super-block: its 32 quants (6 bits, unsigned), and in *sc the
- * scales of their two sub-blocks over the int16 lanes; sc16: the block's 16 scales as int16. */
-SIMD_ALWAYS_INLINE __m256i q6_k_quarter(const block_q6_k *wb, const int h, const int k, __m256i sc16, __m256i *sc) {
-    const __m256i low4 = _mm256_set1_epi8(15), low2 = _mm256_set1_epi8(3);
-    const __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x0302 + 0x0404 * k)), _mm_set1_epi16((short)(0x0100 + 0x0404 * k)));
-    __m256i half_scales = h ? _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(3, 2, 3, 2))
-                            : _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(1, 0, 1, 0));
-    *sc = _mm256_shuffle_epi8(half_scales, pick);
+SIMD_ALWAYS_INLINE __m256i q6_k_half_scales(__m256i sc16, const int h) {
+    return h ? _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(3, 2, 3, 2)) : _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(1, 0, 1, 0));
+}
+
+/* Quarter k of half h of a Q6_K super-block: its 32 quants (6 bits, unsigned). */
+SIMD_ALWAYS_INLINE __m256i q6_k_quarter(const block_q6_k *wb, const int h, const int k) {
+    const __m256i low4 = _mm256_set1_epi8(15), bits45 = _mm256_set1_epi8(0x30);
     __m256i ql = _mm256_loadu_si256((const __m256i *)(wb->ql + 64 * h + 32 * (k & 1)));
     __m256i qh = _mm256_loadu_si256((const __m256i *)(wb->qh + 32 * h));
-    return _mm256_or_si256(_mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), low4),
-                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), low2), 4));
+    /* bits 2k, 2k+1 of each qh byte to bits 4, 5: one 16-bit shift (by 4 - 2k) and the mask;
+     * what crosses into the neighbouring byte lands outside bits 4, 5 */
+    __m256i top = k == 0 ? _mm256_slli_epi16(qh, 4) : k == 1 ? _mm256_slli_epi16(qh, 2) : k == 2 ? qh : _mm256_srli_epi16(qh, 2);
+    return _mm256_or_si256(_mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), low4), _mm256_and_si256(top, bits45));
 }
 
 SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, int64_t n, const uint8_t *w, size_t wrb, const uint8_t *x,
@@ -460,11 +485,13 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, int64_t n, const uin
             SIMD_UNROLL for (int c = 0; c < C; c++) /* start from -32 sum scale * bsum */
                 isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs[c]), 5));
             SIMD_UNROLL for (int h = 0; h < 2; h++)
-                SIMD_UNROLL for (int k = 0; k < 4; k++) {
-                    __m256i sc, q = q6_k_quarter(wb, h, k, sc16, &sc);
+                SIMD_UNROLL for (int k = 0; k < 4; k += 2) {
+                    const __m256i sc = spread_scales(q6_k_half_scales(sc16, h), q6_spread[k / 2]);
+                    const __m256i qa = q6_k_quarter(wb, h, k), qb = q6_k_quarter(wb, h, k + 1);
                     SIMD_UNROLL for (int c = 0; c < C; c++) {
-                        __m256i xv = _mm256_loadu_si256((const __m256i *)(xb[c]->qs + 128 * h + 32 * k));
-                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), sc));
+                        const int8_t *xq = xb[c]->qs + 128 * h + 32 * k;
+                        isum[c] = merged_pairs_dot(isum[c], qa, _mm256_loadu_si256((const __m256i *)xq), qb,
+                                                   _mm256_loadu_si256((const __m256i *)(xq + 32)), sc);
                     }
                 }
             float d = half_f32(wb->d);
@@ -478,8 +505,9 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, int64_t n, const uin
 /* ---- K-quants x Q8_K, small batches (prefill): one row against up to 8 prepared columns --------- */
 /* The tiles above decode a row's super-block for 4 columns and pay, per row and column, for the
  * bsums, the scale products and 8 int32 lanes converted to float. Here a super-block is decoded
- * once for KQ_COLS columns and per column only the sub-block products remain (load, VPMADDUBSW,
- * VPMADDWD by the scales, VPADDD); what is per column and super-block is done for 8 columns at
+ * once for KQ_COLS columns and per column only the sub-block products remain (two planes' loads,
+ * VPMADDUBSWs, the VPHADDW that merges them and one VPMADDWD by the scales: merged_pairs_dot);
+ * what is per column and super-block is done for 8 columns at
  * once, one column per lane:
  *   - the 8 int32 lane sums of each column are added across lanes in integers (exact: a
  *     super-block's sum stays below 2^28) by six VPHADDD, so one conversion and one FMA by
@@ -487,8 +515,8 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, int64_t n, const uin
  *   - Q4_K / Q5_K's mins term: the row's 8 mins (in both register halves) against prepared
  *     registers that hold column c's 8 bsum pairs in the low half and column c+4's in the high,
  *     four VPMADDWD and three VPHADDD give sum_j m[j] bsum_j for the 8 columns in lane order.
- * 16 ymm registers hold the 8 columns' int32 sums and the chunk being multiplied (two nibble
- * planes and their two scale vectors). The activations stay in their Q8_K blocks (in plane order
+ * 16 ymm registers hold the 8 columns' int32 sums and the chunk being multiplied (two planes
+ * and their scale vector). The activations stay in their Q8_K blocks (in plane order
  * already); the per-column dx and bsum pairs are laid out once per KQ_SB_CHUNK super-blocks. */
 #define KQ_COLS 8
 #define KQ_SB_CHUNK 16
@@ -550,11 +578,13 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const uint8_t *r
                 isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(),
                                            _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)p->xb[c][s].bsums)), 5));
             SIMD_UNROLL for (int h = 0; h < 2; h++)
-                SIMD_UNROLL for (int k = 0; k < 4; k++) {
-                    __m256i sc, q = q6_k_quarter(wb, h, k, sc16, &sc);
+                SIMD_UNROLL for (int k = 0; k < 4; k += 2) {
+                    const __m256i sc = spread_scales(q6_k_half_scales(sc16, h), q6_spread[k / 2]);
+                    const __m256i qa = q6_k_quarter(wb, h, k), qb = q6_k_quarter(wb, h, k + 1);
                     KQ_UNROLL for (int c = 0; c < C; c++) {
-                        __m256i xv = _mm256_loadu_si256((const __m256i *)(p->xb[c][s].qs + 128 * h + 32 * k));
-                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(q, xv), sc));
+                        const int8_t *xq = p->xb[c][s].qs + 128 * h + 32 * k;
+                        isum[c] = merged_pairs_dot(isum[c], qa, _mm256_loadu_si256((const __m256i *)xq), qb,
+                                                   _mm256_loadu_si256((const __m256i *)(xq + 32)), sc);
                     }
                 }
             dw = half_f32(wb->d);
@@ -570,12 +600,11 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const uint8_t *r
             SIMD_UNROLL for (int j = 0; j < 4; j++) {
                 __m256i lo, hi;
                 k45_planes(five_bit, qs, j, &qh, &lo, &hi);
-                __m256i sc_lo = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j)), sc_hi = _mm256_shuffle_epi8(sc8, WORD_SPREAD(2 * j + 1));
+                const __m256i sc = spread_scales(sc8, k45_spread[j]);
                 KQ_UNROLL for (int c = 0; c < C; c++) {
                     const int8_t *xq = p->xb[c][s].qs + 64 * j;
-                    __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)xq)), sc_lo);
-                    __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xq + 32))), sc_hi);
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(plo, phi));
+                    isum[c] = merged_pairs_dot(isum[c], lo, _mm256_loadu_si256((const __m256i *)xq), hi,
+                                               _mm256_loadu_si256((const __m256i *)(xq + 32)), sc);
                 }
             }
             __m256i mq[4]; /* [column q | column q+4]: 4 partial sums each */
