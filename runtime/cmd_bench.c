@@ -15,15 +15,16 @@ static void bench_usage(FILE *out) {
             "       grok2 bench --kernels [--help for its options]\n\n"
             "Measures prompt processing (pp) and generation (tg) in tokens/s on random token ids,\n"
             "the bytes of weights read per generated token, the memory read bandwidth of this\n"
-            "machine (measured right before each tg run: all threads read a 1 GiB buffer, best\n"
-            "of 2) and the bandwidth yield: per run, tg tokens/s x bytes per token / the bandwidth\n"
-            "measured before it (1.0 = decode at the memory-bandwidth limit), mean +- stddev over\n"
-            "the runs. For pp also the int8 op rate: 2 ops (multiply, add) x the quantized weights\n"
-            "each prompt token goes through (attention and dense MLP matrices, the experts it is\n"
-            "routed to; the lm_head once, for the last token; not the attention scores nor float\n"
-            "weights) x tokens / time, and its fraction of the machine's peak int8 rate, measured\n"
-            "in the same run: the kernels' int8 multiply-add instruction in a register-only loop on\n"
-            "every thread.\n"
+            "machine (right before and right after each tg run: all threads read a 1 GiB buffer,\n"
+            "best of 2; the run's bandwidth is the mean of the two, and how far they differ is\n"
+            "shown: a shared machine's bandwidth can move within a run) and the bandwidth yield:\n"
+            "per run, tg tokens/s x bytes per token / that run's bandwidth (1.0 = decode at the\n"
+            "memory-bandwidth limit), mean +- stddev over the runs. For pp also the int8 op\n"
+            "rate: 2 ops (multiply, add) x the quantized weights each prompt token goes through\n"
+            "(attention and dense MLP matrices, the experts it is routed to; the lm_head once,\n"
+            "for the last token; not the attention scores nor float weights) x tokens / time,\n"
+            "and its fraction of the machine's peak int8 rate, measured in the same run: the\n"
+            "kernels' int8 multiply-add instruction in a register-only loop on every thread.\n"
             "Last, how much of the weights sits in 2 MiB pages after the runs (the mapping's\n"
             "FilePmdMapped, or with --no-mmap the copy's AnonHugePages): on 4 KiB pages decode\n"
             "misses the TLB and the yield is not comparable.\n"
@@ -158,6 +159,7 @@ int cmd_bench(int argc, char **argv) {
     double *pp = calloc(o.repetitions, sizeof *pp), *tg = calloc(o.repetitions, sizeof *tg);
     double *bw = calloc(o.repetitions, sizeof *bw), *yields = calloc(o.repetitions, sizeof *yields);
     double *ref = calloc(o.repetitions, sizeof *ref); /* --read-ref: tg / the read-only tg, per run */
+    double drift = 0; /* the largest |after - before| / mean of a run's two bandwidth readings */
     simd_kernels read_only;
     read_only_kernels(simd_kernels_get(), &read_only);
     thread_pool *pool = NULL;
@@ -173,8 +175,9 @@ int cmd_bench(int argc, char **argv) {
     if (cli_session_context(&session, &o.ctx, &err)) goto done;
     grok_context *ctx = session.ctx;
     /* As many threads as the context's measure the bandwidth the decode is judged against, right
-     * before each tg run (best of 2 reads of 1 GiB): on a shared machine it drifts by a third
-     * within minutes, so a figure taken once at the start misjudges later runs. */
+     * before and right after each tg run (best of 2 reads of 1 GiB each): on a shared machine it
+     * drifts by a third within minutes, so a figure taken once at the start misjudges later runs,
+     * and one taken only before a run misses a change during it. */
     pool = thread_pool_new(o.ctx.n_threads);
     probe = read_probe_new((size_t)1 << 30);
     double int8_peak = pool && o.prompt ? bench_int8_peak(pool, simd_kernels_get()) / 1e9 : 0; /* G/s */
@@ -201,7 +204,7 @@ int cmd_bench(int argc, char **argv) {
             pp[r] = o.prompt / (cli_now_seconds() - t0);
         }
         if (o.generate) {
-            bw[r] = read_probe_measure(probe, pool, 2);
+            double before = read_probe_measure(probe, pool, 2);
             double seconds = 0, read_seconds = 0, untimed = 0;
             /* --read-ref: an untimed read-only token first, so that neither side's first timed
              * token is the one that pays for the pause the probe made; then at each position the
@@ -215,6 +218,9 @@ int cmd_bench(int argc, char **argv) {
                 if (timed_token(ctx, NULL, token, pos, logits, &seconds, &err)) goto done;
             }
             tg[r] = o.generate / seconds;
+            double after = read_probe_measure(probe, pool, 2);
+            bw[r] = (before + after) / 2;
+            if (bw[r] > 0 && fabs(after - before) / bw[r] > drift) drift = fabs(after - before) / bw[r];
             yields[r] = tg[r] * per_token / (bw[r] * 1e9);
             ref[r] = read_seconds / seconds;
         }
@@ -240,12 +246,12 @@ int cmd_bench(int argc, char **argv) {
         printf("{\"model\": \"%s\", \"threads\": %d, \"depth\": %u, \"kv_type\": \"%s\", \"pp_tokens\": %u, "
                "\"pp_tokens_per_s\": %.3f, \"pp_stddev\": %.3f, \"tg_tokens\": %u, \"tg_tokens_per_s\": %.3f, "
                "\"tg_stddev\": %.3f, \"bytes_per_token\": %.0f, \"read_bandwidth_gbps\": %.3f, "
-               "\"read_bandwidth_stddev\": %.3f, \"bandwidth_yield\": %.4f, \"bandwidth_yield_stddev\": %.4f, "
+               "\"read_bandwidth_stddev\": %.3f, \"read_bandwidth_drift\": %.4f, \"bandwidth_yield\": %.4f, \"bandwidth_yield_stddev\": %.4f, "
                "\"pp_int8_gops\": %.1f, \"int8_peak_gops\": %.1f, "
                "\"pp_int8_fraction_of_peak\": %.4f, \"kernels\": \"%s\", \"repetitions\": %u, "
                "\"weights\": \"%s\", \"weight_bytes\": %.0f, \"weight_bytes_in_huge_pages\": %.0f",
                o.model, threads, o.depth, kv_cache_type_name(o.ctx.kv_type), o.prompt, spp.mean, spp.stddev,
-               o.generate, stg.mean, stg.stddev, per_token, bandwidth, sbw.stddev, yield, syield.stddev, pp_int8,
+               o.generate, stg.mean, stg.stddev, per_token, bandwidth, sbw.stddev, drift, yield, syield.stddev, pp_int8,
                int8_peak, pp_fraction,
                simd_kernels_get()->name, o.repetitions, o.ctx.no_mmap ? "copied" : "mapped", weight_bytes,
                huge_known ? huge_bytes : -1.0);
@@ -266,10 +272,14 @@ int cmd_bench(int argc, char **argv) {
         }
         if (o.generate) printf("tg%-5u          %10.2f +- %.2f tokens/s\n", o.generate, stg.mean, stg.stddev);
         printf("read per token   %10.3f GB of weights\n", per_token / 1e9);
-        printf("read bandwidth   %10.2f +- %.2f GB/s (%s, %d threads)\n", bandwidth, sbw.stddev,
-               o.generate ? "measured before each tg run" : "measured now", threads);
         if (o.generate)
-            printf("bandwidth yield  %10.3f +- %.3f (per run: tg x bytes per token / the bandwidth before it)\n", yield,
+            printf("read bandwidth   %10.2f +- %.2f GB/s (before and after each tg run, %d threads; the two "
+                   "differed by up to %.0f%%)\n",
+                   bandwidth, sbw.stddev, threads, 100 * drift);
+        else
+            printf("read bandwidth   %10.2f +- %.2f GB/s (measured now, %d threads)\n", bandwidth, sbw.stddev, threads);
+        if (o.generate)
+            printf("bandwidth yield  %10.3f +- %.3f (per run: tg x bytes per token / the run's bandwidth)\n", yield,
                    syield.stddev);
         if (o.read_ref && o.generate)
             printf("tg / read-only   %10.3f +- %.3f (per run: the same tokens with plain reads for matvecs, alternated)\n",

@@ -336,14 +336,17 @@ Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
     cr_expect_gt(peak, 0); /* no speed is asserted: only that the figures are there and agree */
     double rounding = 0.00005 + 0.05 / peak + 0.05 * rate / (peak * peak) + 1e-6; /* %.4f and %.1f in the JSON */
     cr_expect_leq(fabs(fraction - rate / peak), rounding, "fraction %.4f != %.1f / %.1f", fraction, rate, peak);
-    /* the yield is the mean of the runs' yields, each against the bandwidth measured before it:
-     * near tg x bytes / the mean bandwidth (units: GB/s), with spreads that are never negative */
+    /* the yield is the mean of the runs' yields, each against the bandwidth measured around it:
+     * near tg x bytes / the mean bandwidth (units: GB/s), with spreads that are never negative,
+     * and the before / after readings' largest relative difference, between 0 and 2 */
     double tg = json_number(j, "tg_tokens_per_s"), bytes = json_number(j, "bytes_per_token");
     double bw = json_number(j, "read_bandwidth_gbps"), yield = json_number(j, "bandwidth_yield");
     cr_expect(tg > 0 && bytes > 0 && bw > 0 && yield > 0, "%s", text);
     double pooled = tg * bytes / (bw * 1e9);
     cr_expect(yield > pooled / 2 && yield < pooled * 2, "yield %.4f, tg x bytes / bandwidth %.4f", yield, pooled);
     cr_expect_geq(json_number(j, "read_bandwidth_stddev"), 0);
+    double drift = json_number(j, "read_bandwidth_drift");
+    cr_expect(drift >= 0 && drift <= 2, "drift %.4f: %s", drift, text);
     cr_expect_geq(json_number(j, "bandwidth_yield_stddev"), 0);
     /* the weights' page size is reported with them: mapped, the file's size, at most all of it in
      * huge pages (-1: the kernel does not say) */
