@@ -159,7 +159,8 @@ int cmd_bench(int argc, char **argv) {
     double *pp = calloc(o.repetitions, sizeof *pp), *tg = calloc(o.repetitions, sizeof *tg);
     double *bw = calloc(o.repetitions, sizeof *bw), *yields = calloc(o.repetitions, sizeof *yields);
     double *ref = calloc(o.repetitions, sizeof *ref); /* --read-ref: tg / the read-only tg, per run */
-    double drift = 0; /* the largest |after - before| / mean of a run's two bandwidth readings */
+    double drift = 0; /* the largest |after - before| / mean of a run's two bandwidth readings (-1 in
+                       * the JSON when no tg ran: one reading, no pair) */
     simd_kernels read_only;
     read_only_kernels(simd_kernels_get(), &read_only);
     thread_pool *pool = NULL;
@@ -251,7 +252,7 @@ int cmd_bench(int argc, char **argv) {
                "\"pp_int8_fraction_of_peak\": %.4f, \"kernels\": \"%s\", \"repetitions\": %u, "
                "\"weights\": \"%s\", \"weight_bytes\": %.0f, \"weight_bytes_in_huge_pages\": %.0f",
                o.model, threads, o.depth, kv_cache_type_name(o.ctx.kv_type), o.prompt, spp.mean, spp.stddev,
-               o.generate, stg.mean, stg.stddev, per_token, bandwidth, sbw.stddev, drift, yield, syield.stddev, pp_int8,
+               o.generate, stg.mean, stg.stddev, per_token, bandwidth, sbw.stddev, o.generate ? drift : -1.0, yield, syield.stddev, pp_int8,
                int8_peak, pp_fraction,
                simd_kernels_get()->name, o.repetitions, o.ctx.no_mmap ? "copied" : "mapped", weight_bytes,
                huge_known ? huge_bytes : -1.0);

@@ -347,8 +347,8 @@ static inline float hsum128(__m128 s) {
  * Q4_K/Q5_K, |127| for Q6_K; exact in int32): per 64 weights three multiplies, not four. On
  * this VM the multiplies bound the kernels: q4_K matvec from L2 18.5 -> 20.6 GB/s (`grok2 bench
  * --kernels --isa avx2 --mb 1 --reps 40 --cols 2048 --threads 1`) on its Xeon cores (AMX:
- * Sapphire Rapids or later); on Zen 2/3 and Intel client cores VPHADDW is several shuffle
- * micro-ops: not measured there. */
+ * Sapphire Rapids or later, Golden Cove cores); on Zen 2/3, older Intel cores (Haswell to
+ * Skylake client) and E-cores VPHADDW is several shuffle micro-ops too: not measured there. */
 SIMD_ALWAYS_INLINE __m256i merged_pairs_dot(__m256i acc, __m256i qa, __m256i xa, __m256i qb, __m256i xb, __m256i sc) {
     __m256i pairs = _mm256_hadd_epi16(_mm256_maddubs_epi16(qa, xa), _mm256_maddubs_epi16(qb, xb));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, sc));

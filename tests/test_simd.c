@@ -359,6 +359,11 @@ Test(simd_bench, pp_json_gives_the_prefill_int8_rate_against_the_peak) {
     cr_expect(huge == -1 || (huge >= 0 && huge <= weights), "huge pages %.0f of %.0f", huge, weights);
     cJSON_free(text);
     cJSON_Delete(j);
+    /* without tg there is one bandwidth reading and no before / after pair: the drift says -1 */
+    j = bench_json(model, "-p 4 -n 0 -r 1 -t 1");
+    cr_expect_eq(json_number(j, "read_bandwidth_drift"), -1);
+    cr_expect_gt(json_number(j, "read_bandwidth_gbps"), 0);
+    cJSON_Delete(j);
     free(model);
 }
 
