@@ -273,15 +273,15 @@ int cmd_bench(int argc, char **argv) {
         }
         if (o.generate) printf("tg%-5u          %10.2f +- %.2f tokens/s\n", o.generate, stg.mean, stg.stddev);
         printf("read per token   %10.3f GB of weights\n", per_token / 1e9);
-        if (o.generate)
+        if (o.generate) {
             printf("read bandwidth   %10.2f +- %.2f GB/s (before and after each tg run, %d threads; the two "
                    "differed by up to %.0f%%)\n",
                    bandwidth, sbw.stddev, threads, 100 * drift);
-        else
-            printf("read bandwidth   %10.2f +- %.2f GB/s (measured now, %d threads)\n", bandwidth, sbw.stddev, threads);
-        if (o.generate)
             printf("bandwidth yield  %10.3f +- %.3f (per run: tg x bytes per token / the run's bandwidth)\n", yield,
                    syield.stddev);
+        } else {
+            printf("read bandwidth   %10.2f +- %.2f GB/s (measured now, %d threads)\n", bandwidth, sbw.stddev, threads);
+        }
         if (o.read_ref && o.generate)
             printf("tg / read-only   %10.3f +- %.3f (per run: the same tokens with plain reads for matvecs, alternated)\n",
                    sref.mean, sref.stddev);

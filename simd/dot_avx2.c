@@ -344,7 +344,7 @@ static inline float hsum128(__m128 s) {
  * plane (at most 2 * 63 * 128 = 16128 for 6-bit quants); VPHADDW adds neighbouring pairs of
  * both planes into one register (each half: words 0-3 from plane a, 4-7 from plane b; at most
  * 32256, still int16), so a single VPMADDWD applies both planes' sub-block scales (<= 63 for
- * Q4_K/Q5_K, |127| for Q6_K; exact in int32): per 64 weights three multiplies, not four. On
+ * Q4_K/Q5_K, int8 for Q6_K; exact in int32): per 64 weights three multiplies, not four. On
  * this VM the multiplies bound the kernels: q4_K matvec from L2 18.5 -> 20.6 GB/s (`grok2 bench
  * --kernels --isa avx2 --mb 1 --reps 40 --cols 2048 --threads 1`) on its Xeon cores (AMX:
  * Sapphire Rapids or later, Golden Cove cores); on Zen 2/3, older Intel cores (Haswell to
@@ -451,11 +451,12 @@ SIMD_ALWAYS_INLINE void k45_tile(const int R, const int C, const bool five_bit, 
  * from ql[64h + 32(k&1) + l] (low nibble for k < 2) and its top 2 from bits 2k of qh[32h + l].
  * The two 16-weight sub-blocks of a quarter sit in the two 128-bit halves of the register;
  * quarters k and k+1 go through merged_pairs_dot together, so one scale vector serves both:
- * the int16 scales of half h copied to both register halves (q6_k_half_scales), then a byte
- * shuffle (q6_spread). The -32 offset is folded in once per super-block as
+ * the int16 scales of half h copied to both register halves, then a byte shuffle (q6_spread):
+ * q6_k_pair_scales. The -32 offset is folded in once per super-block as
  * 32 * sum_g scale[g] * bsums[g]. */
-SIMD_ALWAYS_INLINE __m256i q6_k_half_scales(__m256i sc16, const int h) {
-    return h ? _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(3, 2, 3, 2)) : _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(1, 0, 1, 0));
+SIMD_ALWAYS_INLINE __m256i q6_k_pair_scales(__m256i sc16, const int h, const int k) {
+    __m256i half = h ? _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(3, 2, 3, 2)) : _mm256_permute4x64_epi64(sc16, _MM_SHUFFLE(1, 0, 1, 0));
+    return spread_scales(half, q6_spread[k / 2]);
 }
 
 /* Quarter k of half h of a Q6_K super-block: its 32 quants (6 bits, unsigned). */
@@ -488,7 +489,7 @@ SIMD_ALWAYS_INLINE void q6_k_tile(const int R, const int C, int64_t n, const uin
                 isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs[c]), 5));
             SIMD_UNROLL for (int h = 0; h < 2; h++)
                 SIMD_UNROLL for (int k = 0; k < 4; k += 2) {
-                    const __m256i sc = spread_scales(q6_k_half_scales(sc16, h), q6_spread[k / 2]);
+                    const __m256i sc = q6_k_pair_scales(sc16, h, k);
                     const __m256i qa = q6_k_quarter(wb, h, k), qb = q6_k_quarter(wb, h, k + 1);
                     SIMD_UNROLL for (int c = 0; c < C; c++) {
                         const int8_t *xq = xb[c]->qs + 128 * h + 32 * k;
@@ -581,7 +582,7 @@ SIMD_ALWAYS_INLINE void kq_row(const int C, const kq_kind kind, const uint8_t *r
                                            _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)p->xb[c][s].bsums)), 5));
             SIMD_UNROLL for (int h = 0; h < 2; h++)
                 SIMD_UNROLL for (int k = 0; k < 4; k += 2) {
-                    const __m256i sc = spread_scales(q6_k_half_scales(sc16, h), q6_spread[k / 2]);
+                    const __m256i sc = q6_k_pair_scales(sc16, h, k);
                     const __m256i qa = q6_k_quarter(wb, h, k), qb = q6_k_quarter(wb, h, k + 1);
                     KQ_UNROLL for (int c = 0; c < C; c++) {
                         const int8_t *xq = p->xb[c][s].qs + 128 * h + 32 * k;
